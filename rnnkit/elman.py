@@ -1,0 +1,229 @@
+"""The Elman recurrent network (simple recurrent network) and backpropagation through time.
+
+Equations, numbered as in chapter 1 (row-vector convention: x_t is (B, D), h_t is (B, H)):
+
+    (1.1)  a_t = x_t W_xh + h_{t-1} W_hh + b_h
+    (1.2)  h_t = tanh(a_t)
+
+Backpropagation through time, with g_t = dLoss/dh_t from the outputs at step t:
+
+    (1.3)  dh_t  = g_t + dh_{t+1}^{rec}                 total gradient reaching h_t
+    (1.4)  da_t  = dh_t * (1 - h_t^2)                   through tanh
+    (1.5)  dh_t^{rec} = da_t W_hh^T                     what flows on to h_{t-1}
+    (1.6)  dW_xh = sum_t x_t^T da_t,  dW_hh = sum_t h_{t-1}^T da_t,  db_h = sum_t 1^T da_t
+    (1.7)  dx_t  = da_t W_xh^T
+
+Args use the book's letters: B batch, L length, D input size, H hidden size.
+
+References:
+    J. L. Elman, "Finding Structure in Time", Cognitive Science 14(2), 1990.
+    P. J. Werbos, "Backpropagation through time: what it does and how to do it", Proc. IEEE 1990.
+    R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training of
+    recurrent network trajectories", Neural Computation 1990 (truncated BPTT).
+    PyTorch's ``torch.nn.RNN`` keeps two biases, b_ih and b_hh; only their sum matters, so
+    ``from_torch`` folds them into b_h.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import array_api_compat
+import numpy as np
+
+from .backend import xp_of
+from .checks import check_floating, check_positive_int, check_shape
+
+__all__ = ["init", "step", "forward", "backward", "forward_layers", "from_torch", "ElmanCache"]
+
+
+class ElmanCache(NamedTuple):
+    """What ``backward`` needs from ``forward``: the inputs and every hidden state."""
+
+    x: object      # (B, L, D) inputs
+    h0: object     # (B, H)    initial state
+    h_all: object  # (B, L, H) h_1 ... h_L
+
+
+def init(rng: np.random.Generator, D: int, H: int, *, spectral_radius: float | None = None,
+         dtype=np.float64) -> dict:
+    """Random Elman parameters, uniform in [-1/sqrt(H), 1/sqrt(H)] like ``torch.nn.RNN``.
+
+    Args:
+        rng: NumPy random generator (seed it for reproducible chapters).
+        D: input size. H: hidden size.
+        spectral_radius: if given, W_hh is rescaled so that max |eigenvalue| equals it (the knob
+            of the vanishing/exploding-gradient experiment in section 1.5).
+    Returns:
+        dict with W_xh (D, H), W_hh (H, H), b_h (H,), NumPy arrays of ``dtype``.
+    """
+    check_positive_int("D", D)
+    check_positive_int("H", H)
+    bound = 1.0 / np.sqrt(H)
+    params = {
+        "W_xh": rng.uniform(-bound, bound, size=(D, H)),
+        "W_hh": rng.uniform(-bound, bound, size=(H, H)),
+        "b_h": rng.uniform(-bound, bound, size=(H,)),
+    }
+    if spectral_radius is not None:
+        if spectral_radius < 0:
+            raise ValueError(f"spectral_radius: expected a non-negative number, got {spectral_radius}")
+        rho = np.max(np.abs(np.linalg.eigvals(params["W_hh"])))
+        params["W_hh"] = params["W_hh"] * (spectral_radius / rho)
+    return {k: v.astype(dtype) for k, v in params.items()}
+
+
+def _check_params(params: dict, dims: dict, src: dict) -> None:
+    for key, spec in (("W_xh", "D H"), ("W_hh", "H H"), ("b_h", "H")):
+        if key not in params:
+            raise ValueError(f"params: expected keys W_xh, W_hh, b_h, missing {key!r}")
+        check_shape(f"params['{key}']", params[key], spec, dims, src)
+
+
+def _zeros(xp, shape, like):
+    return xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def step(params: dict, x_t, h_prev):
+    """One time step, equations (1.1)-(1.2).
+
+    Args:
+        params: W_xh (D, H), W_hh (H, H), b_h (H,).
+        x_t: (B, D) input at step t.  h_prev: (B, H) previous state h_{t-1}.
+    Returns:
+        h_t: (B, H). For the Elman cell the output and the new state are the same array.
+    """
+    dims, src = {}, {}
+    _check_params(params, dims, src)
+    check_shape("x_t", x_t, "B D", dims, src)
+    check_shape("h_prev", h_prev, "B H", dims, src)
+    check_floating("x_t", x_t)
+    xp = xp_of(x_t, h_prev, params["W_hh"])
+    return xp.tanh(x_t @ params["W_xh"] + h_prev @ params["W_hh"] + params["b_h"])
+
+
+def forward(params: dict, x, h0=None, return_cache: bool = False):
+    """Run the Elman RNN over a whole sequence.
+
+    The input projection x_t W_xh + b_h does not depend on h, so it is computed for all L steps
+    in one matrix product before the loop ("hoisting"); only h_{t-1} W_hh stays sequential.
+
+    Args:
+        params: W_xh (D, H), W_hh (H, H), b_h (H,).
+        x: (B, L, D) inputs.  h0: (B, H) initial state, zeros if None.
+        return_cache: also return the ``ElmanCache`` that ``backward`` needs.
+    Returns:
+        h_all (B, L, H), h_last (B, H)[, cache]
+    """
+    dims, src = {}, {}
+    _check_params(params, dims, src)
+    check_shape("x", x, "B L D", dims, src)
+    check_floating("x", x)
+    xp = xp_of(x, params["W_hh"])
+    B, L, H = dims["B"], dims["L"], dims["H"]
+    if h0 is None:
+        h0 = _zeros(xp, (B, H), x)
+    check_shape("h0", h0, "B H", dims, src)
+    xw = x @ params["W_xh"] + params["b_h"]        # (B, L, H)  (1.1), input part for every t
+    h, hs = h0, []
+    for t in range(L):
+        h = xp.tanh(xw[:, t, :] + h @ params["W_hh"])  # (B, H)  (1.1)-(1.2)
+        hs.append(h)
+    h_all = xp.stack(hs, axis=1)                    # (B, L, H)
+    if return_cache:
+        return h_all, h, ElmanCache(x, h0, h_all)
+    return h_all, h
+
+
+def backward(params: dict, dh_all, cache: ElmanCache, dh_last=None, truncate: int | None = None):
+    """Backpropagation through time, equations (1.3)-(1.7).
+
+    Args:
+        params: the parameters used in ``forward``.
+        dh_all: (B, L, H) dLoss/dh_t from the outputs at each step (g_t in (1.3)).
+        cache: from ``forward(..., return_cache=True)``.
+        dh_last: (B, H) extra gradient on h_L (when the final state feeds a later computation).
+        truncate: if k, the recurrent gradient is cut every k steps counted from the start
+            (chunks [0, k), [k, 2k), ...): exactly what you get by running the sequence in chunks
+            of k and detaching the state between them (truncated BPTT, Williams and Peng 1990).
+    Returns:
+        grads: dict with W_xh (D, H), W_hh (H, H), b_h (H,), keyed like ``params``;
+        dx: (B, L, D); dh0: (B, H) gradient on the initial state.
+    """
+    x, h0, h_all = cache
+    dims, src = {}, {}
+    _check_params(params, dims, src)
+    check_shape("cache.h_all", h_all, "B L H", dims, src)
+    check_shape("dh_all", dh_all, "B L H", dims, src)
+    check_positive_int("truncate", truncate, allow_none=True)
+    xp = xp_of(dh_all, h_all)
+    B, L, H = dims["B"], dims["L"], dims["H"]
+    D = dims["D"]
+    W_hh = params["W_hh"]
+    dh_rec = _zeros(xp, (B, H), h_all)
+    if dh_last is not None:
+        check_shape("dh_last", dh_last, "B H", dims, src)
+        dh_rec = dh_rec + dh_last
+    da_all = _zeros(xp, (B, L, H), h_all)           # (B, L, H)
+    dW_hh = _zeros(xp, (H, H), h_all)
+    for t in range(L - 1, -1, -1):
+        h_t = h_all[:, t, :]
+        h_prev = h_all[:, t - 1, :] if t > 0 else h0
+        dh = dh_all[:, t, :] + dh_rec                # (1.3)
+        da = dh * (1.0 - h_t * h_t)                  # (1.4)
+        dW_hh = dW_hh + h_prev.T @ da                # (1.6), recurrent weight
+        dh_rec = da @ W_hh.T                         # (1.5)
+        if truncate is not None and t % truncate == 0 and t > 0:
+            dh_rec = xp.zeros_like(dh_rec)           # chunk boundary: the state was detached
+        da_all[:, t, :] = da
+    # The input weight, bias and input gradients need no recurrence: one product each (1.6)-(1.7).
+    x_flat = xp.reshape(x, (B * L, D))
+    da_flat = xp.reshape(da_all, (B * L, H))
+    grads = {"W_xh": x_flat.T @ da_flat, "W_hh": dW_hh, "b_h": xp.sum(da_flat, axis=0)}
+    dx = xp.reshape(da_flat @ params["W_xh"].T, (B, L, D))
+    return grads, dx, dh_rec
+
+
+def forward_layers(layers: list, x, h0=None):
+    """A stack of Elman layers, layer k reading layer k-1's hidden states (like ``num_layers``).
+
+    Args:
+        layers: list of parameter dicts, bottom first.  x: (B, L, D).
+        h0: (n_layers, B, H) initial states, zeros if None.
+    Returns:
+        h_all of the top layer (B, L, H), h_last of every layer (n_layers, B, H), as torch does.
+    """
+    if not layers:
+        raise ValueError("layers: expected a non-empty list of parameter dicts, got []")
+    xp = xp_of(x)
+    lasts, h = [], x
+    for k, params in enumerate(layers):
+        h, last = forward(params, h, None if h0 is None else h0[k])
+        lasts.append(last)
+    return h, xp.stack(lasts, axis=0)
+
+
+def from_torch(module) -> list:
+    """Parameters of a ``torch.nn.RNN`` (tanh) as a list of rnnkit dicts, one per layer.
+
+    torch computes h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), so W_xh = W_ih^T,
+    W_hh = W_hh^T and b_h = b_ih + b_hh. The arrays are float64 NumPy copies.
+    """
+    import torch  # noqa: PLC0415
+
+    if not isinstance(module, torch.nn.RNN):
+        raise ValueError(f"module: expected torch.nn.RNN, got {type(module).__name__}")
+    if module.nonlinearity != "tanh":
+        raise ValueError(f"module.nonlinearity: expected 'tanh', got {module.nonlinearity!r}")
+    if module.bidirectional:
+        raise ValueError("module.bidirectional: expected False (use the bidirectional wrapper), got True")
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"module.proj_size: expected 0, got {module.proj_size}")
+    layers = []
+    for k in range(module.num_layers):
+        def get(name):
+            return getattr(module, f"{name}_l{k}").detach().cpu().double().numpy()
+
+        W_ih, W_hh = get("weight_ih"), get("weight_hh")
+        b_h = get("bias_ih") + get("bias_hh") if module.bias else np.zeros(W_hh.shape[0])
+        layers.append({"W_xh": W_ih.T.copy(), "W_hh": W_hh.T.copy(), "b_h": b_h})
+    return layers
