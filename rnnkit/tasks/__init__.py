@@ -1,0 +1,23 @@
+"""Data for the whole book, generated on the fly or shipped with the package; never downloaded.
+
+- ``synthetic``: memory probes (adding problem, copy task, parity) and ``one_hot``.
+- ``text``: character-level corpora (``load_corpus("genesis")``) with train/val windows.
+
+Sources and licences of the shipped files: ``rnnkit/tasks/data/README.md``.
+"""
+from . import synthetic, text
+from .synthetic import adding_problem, copy_task, copy_task_baseline_loss, one_hot, parity
+from .text import CORPORA, CharCorpus, load_corpus
+
+__all__ = [
+    "synthetic",
+    "text",
+    "adding_problem",
+    "copy_task",
+    "copy_task_baseline_loss",
+    "parity",
+    "one_hot",
+    "CharCorpus",
+    "load_corpus",
+    "CORPORA",
+]
