@@ -1,0 +1,183 @@
+"""Tests for rnnkit.s4: DPLR form of HiPPO-LegS, fast kernel vs naive, the three views."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rnnkit import discretize as dz
+from rnnkit import hippo, lmu, s4, s4d
+from rnnkit.backend import to_backend
+from rnnkit.testing import assert_close
+
+KERNEL_RTOL = 1e-10  # float64: Cauchy + Woodbury + FFT against L products by A_bar (measured ~1e-15)
+
+
+def random_params(rng, H=3, N=8):
+    """S4 parameters away from the HiPPO initialisation (as after training): nothing special."""
+    N2 = N // 2
+    cplx = lambda: rng.standard_normal((H, N2)) + 1j * rng.standard_normal((H, N2))  # noqa: E731
+    return {"log_dt": rng.uniform(np.log(1e-3), np.log(0.5), size=H),
+            "log_A_real": rng.normal(-0.5, 1.0, size=(H, N2)),
+            "A_imag": rng.normal(0.0, 5.0, size=(H, N2)),
+            "P": 0.5 * cplx(), "B": cplx(), "C": cplx(), "D": rng.standard_normal(H)}
+
+
+@pytest.mark.parametrize("N", [2, 8, 32])
+def test_nplr_reconstructs_hippo_legs(N):
+    Lam, P, B, V = s4.nplr_legs(N)
+    full = lambda v: np.concatenate([v, v.conj()], axis=-1)  # noqa: E731
+    V_full = full(V)
+    assert_close("V unitary", np.eye(N), V_full.conj().T @ V_full, rtol=1e-13, atol=1e-13)
+    A_dplr = np.diag(full(Lam)) - np.outer(full(P), full(P).conj())
+    A, B_hippo = hippo.transition("legs", N)
+    assert_close("A = V (Lambda - P P^*) V^*", -A, V_full @ A_dplr @ V_full.conj().T, rtol=1e-13)
+    assert_close("B = V B~", B_hippo, V_full @ full(B), rtol=1e-13)
+    assert_close("Re Lambda = -1/2", np.full(N // 2, -0.5), Lam.real, rtol=1e-14)
+    assert np.all(Lam.imag > 0)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 16, 17, 64, 255, 1024])
+def test_fast_kernel_equals_naive_at_init(L):
+    params = s4.init(np.random.default_rng(L), 3, 16)
+    assert_close(f"K (L={L})", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=KERNEL_RTOL)
+
+
+@pytest.mark.parametrize("L", [1, 5, 100, 256])
+def test_fast_kernel_equals_naive_for_random_parameters(L):
+    params = random_params(np.random.default_rng(100 + L))
+    assert_close(f"K (L={L})", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=KERNEL_RTOL)
+
+
+def test_fast_kernel_at_large_state_where_diagonalising_hippo_fails():
+    """S4's reason to exist: the eigenvectors of HiPPO-LegS are exponentially ill-conditioned, so
+    the 'diagonal' kernel C V diag(z^l) V^{-1} B_bar is garbage at N = 32, while the DPLR kernel
+    (unitary V) still matches the naive one."""
+    N, L, dt = 32, 200, 0.05
+    A, B = hippo.transition("legs", N)
+    A_bar, B_bar = dz.bilinear(-A, B, dt)
+    C = np.random.default_rng(0).standard_normal(N)
+    K_ref = lmu.ssm_kernel({"A_bar": A_bar[None], "B_bar": B_bar[None], "C": C[None],
+                            "D": np.zeros(1)}, L)[0]
+    w, V = np.linalg.eig(A_bar)
+    assert np.linalg.cond(V) > 1e15
+    K_eig = (((C @ V) * w ** np.arange(L)[:, None]) @ np.linalg.solve(V, B_bar)).real
+    assert np.max(np.abs(K_eig - K_ref)) > np.max(np.abs(K_ref))   # error larger than the kernel
+    params = s4.init(np.random.default_rng(1), 1, N)
+    params["log_dt"][:] = np.log(dt)
+    assert_close("S4 kernel at N=32", s4.kernel_naive(params, L), s4.kernel(params, L),
+                 rtol=KERNEL_RTOL)
+
+
+@pytest.mark.parametrize("make", [lambda rng: s4.init(rng, 3, 16), random_params])
+def test_convolutional_equals_recurrent(make):
+    rng = np.random.default_rng(2)
+    params = make(rng)
+    u = rng.standard_normal((2, 64, 3))
+    y_rec, _ = s4.forward(params, u)
+    assert_close("conv == recurrent", y_rec, s4.forward_conv(params, u), rtol=1e-10)
+
+
+def test_step_loop_equals_forward():
+    rng = np.random.default_rng(3)
+    params = s4.init(rng, 2, 8)
+    u = rng.standard_normal((3, 10, 2))
+    y, x_L = s4.forward(params, u)
+    ssm = s4.discretize(params)
+    x = np.zeros((3, 2, 8), dtype=complex)
+    for k in range(10):
+        y_k, x = s4.step(ssm, u[:, k], x)
+        assert_close(f"y_{k}", y[:, k], y_k, rtol=1e-13)
+    assert_close("x_L", x_L, x, rtol=1e-13)
+
+
+def test_recurrent_view_converges_to_the_continuous_solution_second_order():
+    """The continuous view: y(t) = Re(C x(t)) for x' = A x + B sin(w t), x(0) = 0, solved exactly
+    with the matrix exponential; the bilinear recurrence (trapezoid input) is O(dt^2) off."""
+    params = s4.init(np.random.default_rng(4), 2, 8)
+    params["D"][:] = 0.0
+    sys = s4.dense(params)
+    w, T, errs = 3.0, 2.0, []
+    for h in range(2):
+        A, B, C = sys["A"][h], sys["B"][h], sys["C"][h]
+        g_plus = np.linalg.solve(1j * w * np.eye(8) - A, B)
+        g_minus = np.linalg.solve(-1j * w * np.eye(8) - A, B)
+        x_p = lambda t: (g_plus * np.exp(1j * w * t) - g_minus * np.exp(-1j * w * t)) / 2j  # noqa
+        x_T = dz.expm(T * A) @ (-x_p(0.0)) + x_p(T)
+        errs_h = []
+        for L in (100, 200, 400):
+            dt = T / L
+            p = {**params, "log_dt": np.full(2, np.log(dt))}
+            t = dt * np.arange(L + 1)
+            u = (np.sin(w * t[:-1]) + np.sin(w * t[1:])) / 2          # trapezoid input samples
+            y, _ = s4.forward(p, np.repeat(u[None, :, None], 2, axis=2))
+            errs_h.append(abs(y[0, -1, h] - (C @ x_T).real))
+        errs.append(errs_h)
+    ratios = np.array(errs)[:, :-1] / np.array(errs)[:, 1:]
+    assert np.all((ratios > 3.6) & (ratios < 4.4)), errs
+
+
+def test_s4_without_low_rank_term_is_s4d_bilinear():
+    """Two independent implementations: S4 with P = 0 and S4D with the bilinear transform."""
+    rng = np.random.default_rng(5)
+    params = random_params(rng)
+    params["P"] = np.zeros_like(params["P"])
+    diag = {k: params[k] for k in ("log_dt", "log_A_real", "A_imag", "B", "C", "D")}
+    assert_close("K", s4d.kernel(diag, 50, "bilinear"), s4.kernel(params, 50), rtol=1e-12)
+
+
+def test_runs_on_torch_with_autograd():
+    rng = np.random.default_rng(6)
+    params = s4.init(rng, 2, 8)
+    u = rng.standard_normal((2, 16, 2))
+    tparams = to_backend(params, "torch")
+    tparams["log_dt"].requires_grad_(True)
+    y = s4.forward_conv(tparams, torch.tensor(u))
+    assert_close("torch == numpy", s4.forward_conv(params, u), y, rtol=1e-12)
+    y.sum().backward()
+    assert torch.isfinite(tparams["log_dt"].grad).all()
+
+
+def test_init_statistics():
+    params = s4.init(np.random.default_rng(7), 256, 8, dt_min=1e-3, dt_max=1e-1)
+    dt = np.exp(params["log_dt"])
+    assert np.all((dt >= 1e-3) & (dt <= 1e-1))
+    assert params["C"].dtype == np.complex128 and params["C"].shape == (256, 4)
+    assert abs(np.mean(np.abs(params["C"]) ** 2) - 1.0) < 0.1
+    assert params["P"].dtype == np.complex128 and params["log_dt"].dtype == np.float64
+    p32 = s4.init(np.random.default_rng(7), 2, 8, dtype=np.float32)
+    assert p32["C"].dtype == np.complex64 and p32["log_dt"].dtype == np.float32
+
+
+def test_bad_inputs_raise_clear_errors():
+    rng = np.random.default_rng(8)
+    params = s4.init(rng, 3, 8)
+    u = rng.standard_normal((2, 10, 3))
+    with pytest.raises(ValueError, match="N: expected an even state size"):
+        s4.init(rng, 3, 7)
+    with pytest.raises(ValueError, match="params: expected keys .* missing 'P'"):
+        s4.kernel({k: v for k, v in params.items() if k != "P"}, 10)
+    with pytest.raises(ValueError, match=r"params\['B'\]: expected shape \(H=3, N2=4\)"):
+        s4.forward_conv({**params, "B": params["B"][:, :3]}, u)
+    with pytest.raises(ValueError, match=r"u: expected shape \(B=2, L=10, H=3\).*got \(2, 10, 2\)"):
+        s4.forward_conv(params, u[..., :2])
+    with pytest.raises(ValueError, match=r"u: expected 3 dimensions"):
+        s4.forward(params, u[0])
+    with pytest.raises(ValueError, match="u: expected a floating-point array"):
+        s4.forward_conv(params, np.ones((2, 10, 3), dtype=np.int32))
+    with pytest.raises(ValueError, match="L: expected a positive integer, got 0"):
+        s4.kernel(params, 0)
+    with pytest.raises(ValueError, match=r"x_prev: expected shape \(B=2, H=3, N=8\)"):
+        s4.step(s4.discretize(params), u[:, 0], np.zeros((2, 3, 4), dtype=complex))
+
+
+@given(B=st.integers(1, 3), L=st.integers(1, 40), H=st.integers(1, 3),
+       N=st.sampled_from([2, 4, 6, 8]), seed=st.integers(0, 2**16))
+def test_views_agree_property(B, L, H, N, seed):
+    rng = np.random.default_rng(seed)
+    params = random_params(rng, H, N)
+    u = rng.standard_normal((B, L, H))
+    y_rec, x_L = s4.forward(params, u)
+    assert y_rec.shape == (B, L, H) and x_L.shape == (B, H, N)
+    assert_close("conv == recurrent", y_rec, s4.forward_conv(params, u), rtol=1e-9)
+    assert_close("fast == naive", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=1e-9)
