@@ -1,0 +1,118 @@
+"""The Real-Gated Linear Recurrent Unit (RG-LRU) of Griffin and Hawk.
+
+Equations, numbered as in chapter 8 (row vectors: x_t and h_t are (B, D); c = 8 is a constant):
+
+    (8.28) r_t = sigma(x_t W_a + b_a)                    recurrence gate
+    (8.29) i_t = sigma(x_t W_x + b_x)                    input gate
+    (8.30) a_t = a^(c r_t),  a = sigma(Lambda):   log a_t = -c softplus(-Lambda) r_t   (log space)
+    (8.31) h_t = a_t h_{t-1} + sqrt(1 - a_t^2) (i_t x_t)          the scan (8.1)
+           sqrt(1 - a_t^2) = sqrt(-expm1(2 log a_t)), accurate when a_t is close to 1
+
+The gate r_t only ever shrinks the decay towards a^c <= a_t <= 1: with r_t = 0 the state is copied,
+with r_t = 1 it decays at the learnt rate. sqrt(1 - a_t^2) keeps the state's variance near that of
+i_t x_t, like gamma in the LRU (8.8).
+
+References:
+    S. De, S. L. Smith, A. Fernando et al., "Griffin: Mixing Gated Linear Recurrences with Local
+    Attention for Efficient Language Models", arXiv:2402.19427, 2024: section 2.4, equations (1)-(4).
+    Official code: google-deepmind/recurrentgemma (``RGLRU``, ``rnn_param_init``). Deliberate
+    differences: W_a, W_x are dense here (block-diagonal per head there); no document-boundary
+    resets; no gradient clipping of the square root near a_t = 1 (the code's SqrtBoundDerivative).
+    Initialisation follows the code: a = sigma(Lambda) with a^2 uniform in [min_rad^2, max_rad^2]
+    (the paper's text states the range for a^c).
+"""
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+
+from .backend import xp_of
+from .checks import check_floating, check_positive_int, check_shape
+from .scan import linear_scan, sigmoid, softplus
+
+__all__ = ["init", "step", "forward", "forward_scan", "C_DEFAULT"]
+
+C_DEFAULT = 8.0
+KEYS = (("W_a", "D D"), ("b_a", "D"), ("W_x", "D D"), ("b_x", "D"), ("Lambda", "D"))
+
+
+def init(rng: np.random.Generator, D: int, *, min_rad: float = 0.9, max_rad: float = 0.999,
+         dtype=np.float64) -> dict:
+    """RG-LRU parameters: W_a, W_x (D, D) ~ N(0, 1/D), b_a, b_x (D,) zeros, Lambda (D,).
+
+    Lambda = logit(a) with a^2 ~ U[min_rad^2, max_rad^2] (recurrentgemma's ``rnn_param_init``).
+    """
+    check_positive_int("D", D)
+    if not 0.0 < min_rad < max_rad < 1.0:
+        raise ValueError(f"min_rad, max_rad: expected 0 < min_rad < max_rad < 1, "
+                         f"got {min_rad}, {max_rad}")
+    log_a = 0.5 * np.log(rng.uniform(min_rad**2, max_rad**2, size=D))    # log a, a in the ring
+    params = {
+        "W_a": rng.standard_normal((D, D)) / np.sqrt(D), "b_a": np.zeros(D),
+        "W_x": rng.standard_normal((D, D)) / np.sqrt(D), "b_x": np.zeros(D),
+        "Lambda": log_a - np.log(-np.expm1(log_a)),          # logit(a) = log a - log(1 - a)
+    }
+    return {k: v.astype(dtype) for k, v in params.items()}
+
+
+def _check(params: dict, x, x_name: str, x_spec: str, h, h_name: str) -> dict:
+    dims, src = {}, {}
+    for key, spec in KEYS:
+        if key not in params:
+            raise ValueError(f"params: expected keys {', '.join(k for k, _ in KEYS)}, missing {key!r}")
+        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_shape(x_name, x, x_spec, dims, src)
+    check_floating(x_name, x)
+    if h is not None:
+        check_shape(h_name, h, "B D", dims, src)
+    return dims
+
+
+def _coefficients(params: dict, x, c: float):
+    """a_t and b_t = sqrt(1 - a_t^2) i_t x_t of (8.31) for any leading shape (..., D)."""
+    if not c > 0:
+        raise ValueError(f"c: expected a positive number, got {c}")
+    xp = xp_of(x, params["Lambda"])
+    r = sigmoid(x @ params["W_a"] + params["b_a"])           # (..., D)  (8.28)
+    i = sigmoid(x @ params["W_x"] + params["b_x"])           # (..., D)  (8.29)
+    log_a = -c * softplus(-params["Lambda"]) * r             # (..., D)  (8.30)
+    return xp.exp(log_a), xp.sqrt(-xp.expm1(2.0 * log_a)) * (i * x)
+
+
+def step(params: dict, x_t, h_prev, c: float = C_DEFAULT):
+    """One step (8.28)-(8.31).  x_t: (B, D), h_prev: (B, D).  Returns h_t: (B, D)."""
+    _check(params, x_t, "x_t", "B D", h_prev, "h_prev")
+    a, b = _coefficients(params, x_t, c)
+    return a * h_prev + b
+
+
+def forward(params: dict, x, h0=None, c: float = C_DEFAULT):
+    """The RG-LRU over a sequence, one step at a time after computing all gates at once.
+
+    Args:
+        x: (B, L, D).  h0: (B, D) initial state, zeros if None.  c: the constant of (8.30).
+    Returns:
+        h_all (B, L, D), h_last (B, D).
+    """
+    dims = _check(params, x, "x", "B L D", h0, "h0")
+    xp = xp_of(x, params["Lambda"])
+    a, b = _coefficients(params, x, c)                       # (B, L, D) each
+    if h0 is None:
+        h0 = xp.zeros((dims["B"], dims["D"]), dtype=b.dtype, device=array_api_compat.device(b))
+    h, hs = h0, []
+    for t in range(dims["L"]):
+        h = a[:, t, :] * h + b[:, t, :]                      # (B, D)  (8.31)
+        hs.append(h)
+    return xp.stack(hs, axis=1), h
+
+
+def forward_scan(params: dict, x, h0=None, c: float = C_DEFAULT, method: str = "chunked",
+                 chunk_size: int | None = None):
+    """The RG-LRU with a parallel scan of (8.31) (b_t has either sign, so not method="log").
+
+    Returns h_all (B, L, D), h_last (B, D).
+    """
+    _check(params, x, "x", "B L D", h0, "h0")
+    a, b = _coefficients(params, x, c)
+    h_all = linear_scan(a, b, h0, method=method, chunk_size=chunk_size)
+    return h_all, h_all[:, -1, :]
