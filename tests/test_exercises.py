@@ -1,0 +1,279 @@
+"""The exercise pipeline: master notebooks -> student/autograder versions -> grades CSV.
+
+One otter assign and one grading run (three submissions: the solution notebook, the untouched
+student notebook, and a student notebook with typical bugs) are shared by the tests of this
+file; together they take well under a minute on two cores. Everything is written under pytest's
+temporary folder, never into exercises/student or exercises/autograder.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISES = ROOT / "exercises"
+pytest.importorskip("otter", reason="otter-grader is needed for the exercise pipeline")
+# One assign + grading run serves the whole module: under pytest-xdist run it on one worker
+# (--dist loadgroup), or every worker would redo it.
+pytestmark = pytest.mark.xdist_group("exercises")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXERCISES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pipeline = _load("pipeline")
+checks = _load("exercise_checks")
+MASTERS = pipeline.masters()
+
+# Typical mistakes planted in a copy of the solution notebook: (solution line, buggy line).
+BUGS = [
+    ("dW_hh = h_prev.T @ da ", "dW_hh = h_t.T @ da "),                      # q2: h_t for h_{t-1}
+    ("grad[idx] = (f(x_plus) - f(x_minus)) / (2 * eps)",                    # q4: one-sided
+     "grad[idx] = (f(x_plus) - f(x)) / eps"),
+    ("return float(np.linalg.norm(dh_1) / np.linalg.norm(g_L))",            # q6a: inverted
+     "return float(np.linalg.norm(g_L) / np.linalg.norm(dh_1))"),
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Structure of the sources (cheap)
+# ------------------------------------------------------------------------------------------
+
+def test_every_chapter_has_an_exercise_notebook():
+    chapters = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    missing = [c.name for c in chapters
+               if not (EXERCISES / f"{c.stem}_exercises.ipynb").is_file()]
+    assert not missing, (f"chapters without exercises: {missing}; add "
+                         f"exercises/<NN_name>_exercises.ipynb for each (see exercises/README.md)")
+
+
+def test_there_are_masters():
+    assert MASTERS, "no master notebooks exercises/NN_name_exercises.ipynb"
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=lambda p: p.stem)
+def test_master_is_clean_and_book_ready(master):
+    """Stored without outputs; otter's name matches the file; checks are removed from the book
+    page and solutions hide behind a button; every auto question has public and hidden checks."""
+    nb = nbformat.read(master, as_version=4)
+    assert pipeline.assignment_name(master) == master.stem
+    blocks, tests_by_question, question = [], defaultdict(list), None
+    for i, cell in enumerate(nb.cells):
+        where = f"{master.name} cell {i}"
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{where}: clear outputs"
+        marker = pipeline._raw_marker(cell)
+        if marker == "BEGIN QUESTION":
+            question = pipeline._yaml_body(cell)["name"]
+        elif marker in ("BEGIN SOLUTION", "BEGIN TESTS"):
+            blocks.append(marker.split()[1])
+        elif marker in ("END SOLUTION", "END TESTS"):
+            blocks.pop()
+        if cell.cell_type == "raw":
+            assert "format" not in cell.metadata, f"{where}: raw cells must stay unrendered"
+            continue
+        tags = cell.metadata.get("tags", [])
+        if blocks and blocks[-1] == "TESTS":
+            assert "remove-cell" in tags, f"{where}: tag checks 'remove-cell' (hidden in the book)"
+            hidden = bool(re.search(r"^hidden:\s*true", cell.source, re.M))
+            tests_by_question[question].append(hidden)
+        elif blocks and blocks[-1] == "SOLUTION":
+            if cell.cell_type == "code":
+                assert "hide-cell" in tags, f"{where}: tag solution code 'hide-cell'"
+            else:
+                assert cell.source.startswith(":::{admonition} Model answer\n:class: dropdown"), \
+                    f"{where}: a model answer is a dropdown admonition"
+    auto = [q for q in pipeline.read_questions(master) if not q["manual"]]
+    for q in auto:
+        kinds = tests_by_question[q["name"]]
+        assert False in kinds and True in kinds, f"{q['name']}: needs public and hidden checks"
+
+
+# ------------------------------------------------------------------------------------------
+# The pipeline, end to end (one otter assign, one grading run)
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exercises")
+    pipeline.make_student(out, run_tests=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(generated, tmp_path_factory):
+    subs = tmp_path_factory.mktemp("submissions")
+    for master in MASTERS:
+        stem = master.stem
+        nb = nbformat.read(generated / "autograder" / f"{stem}.ipynb", as_version=4)
+        nbformat.write(nb, subs / f"{stem}-solution.ipynb")
+        (subs / f"{stem}-untouched.ipynb").write_bytes(
+            (generated / "student" / f"{stem}.ipynb").read_bytes())
+        if stem == "01_elman_exercises":
+            planted = 0
+            for cell in nb.cells:
+                for good, bad in BUGS:
+                    if good in cell.source:
+                        cell.source = cell.source.replace(good, bad)
+                        planted += 1
+            assert planted == len(BUGS), "the solution lines that BUGS edits have changed"
+            nbformat.write(nb, subs / f"{stem}-buggy.ipynb")
+    grades_path, summary_path = pipeline.grade(subs, generated / "autograder", jobs=2,
+                                               timeout=300)
+    with open(grades_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(summary_path, newline="") as f:
+        summary = {r["submission"]: r for r in csv.DictReader(f)}
+    return rows, summary
+
+
+def _rows(rows, submission, **match):
+    return [r for r in rows if r["submission"] == submission
+            and all(r[k] == v for k, v in match.items())]
+
+
+def test_generated_files(generated):
+    for master in MASTERS:
+        stem = master.stem
+        assert (generated / "student" / f"{stem}.ipynb").is_file()
+        assert (generated / "student" / "exercise_checks.py").is_file()
+        assert zipfile.is_zipfile(generated / "autograder" / f"{stem}-autograder.zip")
+        manifest = json.loads((generated / "autograder" / f"{stem}-questions.json").read_text())
+        assert manifest["assignment"] == stem and manifest["questions"]
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=lambda p: p.stem)
+def test_student_version_has_no_solutions_or_hidden_checks(generated, master):
+    student = nbformat.read(generated / "student" / f"{master.stem}.ipynb", as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    assert "# SOLUTION" not in text and "BEGIN SOLUTION" not in text
+    assert "Model answer" not in text.replace("**Model answer** boxes", "")
+    for source in student.metadata["otter"]["tests"].values():
+        assert "hidden=True" not in source, "a hidden check leaked into the student notebook"
+    autograder = nbformat.read(generated / "autograder" / f"{master.stem}.ipynb", as_version=4)
+    solution_lines = [c.source.splitlines()[-1] for c in autograder.cells
+                      if "hide-cell" in c.metadata.get("tags", []) and c.cell_type == "code"]
+    for line in solution_lines:
+        if line.strip() and "print(" not in line and "plt.show" not in line:
+            assert line not in text, f"solution line in the student notebook: {line!r}"
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=lambda p: p.stem)
+def test_solution_gets_full_marks(graded, master):
+    rows, summary = graded
+    name = f"{master.stem}-solution.ipynb"
+    row = summary[name]
+    assert row["status"] == "graded", row
+    assert float(row["auto_points"]) == float(row["auto_max"]) > 0, row
+    assert row["checks_passed"] == row["checks_total"], _rows(rows, name, result="failed")
+    assert row["cells_with_errors"] == "0"
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=lambda p: p.stem)
+def test_untouched_student_notebook_runs_and_fails_every_question(graded, master):
+    rows, summary = graded
+    name = f"{master.stem}-untouched.ipynb"
+    row = summary[name]
+    # The kernel survived and no cell raised: the notebook runs top to bottom as released.
+    assert row["status"] == "graded" and row["cells_with_errors"] == "0", row
+    per_question = defaultdict(lambda: [0.0, 0.0])
+    for r in _rows(rows, name, kind="auto"):
+        per_question[r["question"]][0] += float(r["points"])
+        per_question[r["question"]][1] += float(r["max_points"])
+    auto = [q["name"] for q in pipeline.read_questions(master) if not q["manual"]]
+    assert sorted(per_question) == sorted(auto)
+    for question, (points, possible) in per_question.items():
+        assert points < possible, f"{question}: the unsolved notebook scores {points}/{possible}"
+    manual = _rows(rows, name, kind="manual")
+    assert manual and all("no answer" in r["feedback"] for r in manual)
+
+
+def test_grades_csv_has_per_check_feedback(graded):
+    rows, _ = graded
+    assert set(rows[0]) == set(pipeline.GRADES_FIELDS)
+    failed = [r for r in rows if r["result"] == "failed"]
+    assert failed
+    for r in failed:
+        assert r["check"].startswith("test_"), r
+        assert "expected:" in r["feedback"] and "got:" in r["feedback"], r["feedback"]
+        assert "hint:" in r["feedback"], r["feedback"]
+    assert all(r["feedback"] == "passed" for r in rows if r["result"] == "passed")
+    assert {r["visibility"] for r in rows if r["kind"] == "auto"} == {"public", "hidden"}
+
+
+def test_buggy_submission_gets_partial_credit_and_a_diagnosis(graded):
+    rows, summary = graded
+    name = "01_elman_exercises-buggy.ipynb"
+    assert 0 < float(summary[name]["auto_points"]) < float(summary[name]["auto_max"])
+    feedback = {(r["question"], r["check"]): r["feedback"] for r in _rows(rows, name)}
+    assert "diagnosis: your result matches h_t^T da_t" in \
+        feedback[("q2", "test_step_backward_matches_rnnkit")]
+    assert "one-sided difference" in feedback[("q4", "test_numerical_gradient_is_central")]
+    assert "inverse ratio" in feedback[("q6a", "test_gradient_ratio_values")]
+    passed = _rows(rows, name, result="passed")
+    assert any(r["question"] == "q7a" for r in passed)  # untouched exercises still score
+
+
+# ------------------------------------------------------------------------------------------
+# The check helpers (fast, no notebooks)
+# ------------------------------------------------------------------------------------------
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_check_array_reports_expected_got_and_hint():
+    ref = np.arange(6.0).reshape(2, 3)
+    msg = _message(checks.check_array, "dW", ref + 0.5, ref, hint="look at (1.6)")
+    assert "dW: values differ" in msg and "expected:" in msg and "got:" in msg
+    assert "max abs error 5.00e-01" in msg and "hint: look at (1.6)" in msg
+    checks.check_array("dW", ref + 1e-12, ref, rtol=1e-10)  # within tolerance: silent
+
+
+def test_check_array_diagnoses_common_mistakes():
+    ref = np.arange(1.0, 7.0).reshape(2, 3)
+    assert "transposed" in _message(checks.check_array, "W", ref.T, ref)
+    square = np.array([[1.0, 2.0], [3.0, 5.0]])
+    assert "transpose of the expected" in _message(checks.check_array, "W", square.T, square)
+    assert "wrong sign" in _message(checks.check_array, "W", -ref, ref)
+    assert "constant factor" in _message(checks.check_array, "W", 2 * ref, ref)
+    wrong = ref + 1.0
+    assert "matches forgetting (1.4)" in _message(checks.check_array, "W", wrong, ref,
+                                                  mistakes={"forgetting (1.4)": wrong})
+    assert "NaN" in _message(checks.check_array, "W", ref * np.nan, ref)
+    assert "batch) axis is missing" in _message(checks.check_array, "W", ref[0], ref)
+
+
+def test_unimplemented_and_crashing_code_give_feedback():
+    assert "not implemented yet" in _message(checks.check_array, "dx", Ellipsis, np.zeros(2))
+    assert "not implemented yet" in _message(checks.call_student, "f", lambda: None)
+    assert "not defined" in _message(checks.call_student, "f", None)
+
+    def crash(x):
+        return x @ np.ones((5, 5))
+    msg = _message(checks.call_student, "crash", crash, np.ones((2, 3)))
+    assert "raised ValueError" in msg and "hint:" in msg
+    assert "a tuple of 2" in _message(checks.call_student, "f", lambda: 1.0, n_outputs=2)
+
+
+def test_check_scalar_and_unchanged():
+    assert "inverse" in _message(checks.check_scalar, "r", 4.0, 0.25,
+                                 mistakes={"the inverse": 4.0})
+    checks.check_scalar("r", 0.25 + 1e-12, 0.25, rtol=1e-9)
+    a = np.ones(3)
+    assert "modified this input" in _message(checks.check_unchanged, "x", a, a * 2)
