@@ -52,7 +52,7 @@ def init(rng: np.random.Generator, D: int, H: int, *, spectral_radius: float | N
         rng: NumPy random generator (seed it for reproducible chapters).
         D: input size. H: hidden size.
         spectral_radius: if given, W_hh is rescaled so that max |eigenvalue| equals it (the knob
-            of the vanishing/exploding-gradient experiment in section 1.5).
+            of the vanishing/exploding-gradient experiment in section 1.6).
     Returns:
         dict with W_xh (D, H), W_hh (H, H), b_h (H,), NumPy arrays of ``dtype``.
     """
