@@ -9,6 +9,8 @@ A benchmark is a function ``run(quick: bool) -> list[record]`` registered in
 
 ``impl`` is the backend the code ran on ("numpy", "torch-cpu", "cupy", "torch-cuda") and
 ``device`` the hardware it ran on (the CPU model for CPU backends, the GPU name otherwise).
+Timings are only as good as the machine is quiet: ``machine_info`` records the load average and
+``run_benchmark`` the CPU time other processes used during the run (``other_cpu_load``, in CPUs).
 
 A run of one benchmark on one machine is saved as one JSON file,
 ``chapters/results/<benchmark>__<device-tag>.json``, holding ``{"benchmark", "machine",
@@ -513,9 +515,37 @@ def run_benchmark(name: str, quick: bool = False) -> dict:
     if name not in BENCHMARKS:
         raise ValueError(f"name: expected one of {sorted(BENCHMARKS)}, got {name!r}")
     machine = machine_info()             # fresh: date and load average at the start
+    before = _cpu_snapshot()
     records = BENCHMARKS[name](quick)
     machine["load_avg_after"] = _load_avg()
+    machine["other_cpu_load"] = _other_cpu_load(before, _cpu_snapshot())
     return make_run(name, records, machine, quick)
+
+
+def _cpu_snapshot() -> tuple | None:
+    """(wall clock, CPU seconds used by the whole machine, CPU seconds used by this process)."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks   # all but idle and iowait
+    own = os.times()
+    return time.perf_counter(), busy, own.user + own.system
+
+
+def _other_cpu_load(before: tuple | None, after: tuple | None) -> float | None:
+    """Mean number of CPUs kept busy by *other* processes between two snapshots.
+
+    0 means the benchmark had the machine to itself; 1.5 on a 2-CPU machine means the timings
+    were taken while other work used most of it, and should be read with that in mind.
+    """
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    wall = after[0] - before[0]
+    other = (after[1] - before[1]) - (after[2] - before[2])
+    return round(max(other, 0.0) / wall, 2)
 
 
 def _summary(run: dict) -> str:
@@ -559,6 +589,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     for name in names:
         run = run_benchmark(name, args.quick)
         print(_summary(run))
+        other = run["machine"].get("other_cpu_load")
+        if other is not None and other > 0.25:
+            print(f"  warning: other processes kept {other} CPUs busy during this run")
         path = save_results(name, run["records"], args.results_dir, machine=run["machine"],
                             quick=args.quick)
         print(f"  saved {path}")

@@ -127,6 +127,14 @@ def test_machine_info_tolerates_missing_git(monkeypatch):
     assert info["git_commit"] is None and info["git_dirty"] is None
 
 
+def test_other_cpu_load_subtracts_this_process():
+    # 2 s of wall time, the machine used 3 CPU-seconds, this process 1: others kept 1 CPU busy
+    assert bench._other_cpu_load((10.0, 100.0, 5.0), (12.0, 103.0, 6.0)) == 1.0
+    assert bench._other_cpu_load(None, (12.0, 103.0, 6.0)) is None
+    snap = bench._cpu_snapshot()
+    assert snap is None or (len(snap) == 3 and snap[1] >= 0)
+
+
 def test_device_tags_are_filesystem_safe():
     assert bench.device_tag(FAKE_CPU) == "cpu-intel-xeon-platinum-8480c"
     assert bench.device_tag(FAKE_GPU) == "gpu-nvidia-h100-80gb-hbm3"
@@ -288,6 +296,7 @@ def test_cli_quick_writes_a_quick_file_into_the_given_dir(tmp_path, capsys, monk
     (run,) = bench.load_results("elman", tmp_path, include_quick=True)
     assert run["quick"] is True and {r["params"]["L"] for r in run["records"]} == {4, 8}
     assert "load_avg_after" in run["machine"]
+    assert run["machine"]["other_cpu_load"] >= 0
     assert bench.load_results("elman", tmp_path) == []      # quick runs are not "recorded"
     assert "elman on cpu-" in capsys.readouterr().out
 
