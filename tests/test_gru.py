@@ -29,8 +29,11 @@ def torch_grads(module, k=0):
     b = b_ih + [b_hr, b_hz, 0]: dLoss/db is b_ih's gradient; b_hn's is the n block of b_hh's.
     """
     H = module.hidden_size
-    return {"W_x": getattr(module, f"weight_ih_l{k}").grad.T, "W_h": getattr(module, f"weight_hh_l{k}").grad.T,
-            "b": getattr(module, f"bias_ih_l{k}").grad, "b_hn": getattr(module, f"bias_hh_l{k}").grad[2 * H:]}
+    def grad(name):
+        return getattr(module, f"{name}_l{k}").grad
+
+    return {"W_x": grad("weight_ih").T, "W_h": grad("weight_hh").T, "b": grad("bias_ih"),
+            "b_hn": grad("bias_hh")[2 * H:]}
 
 
 def cho_gru_naive(params, x, h0):
@@ -81,7 +84,8 @@ def test_reset_before_matches_cho_et_al_naive_loop():
     rng = np.random.default_rng(2)
     params, x, h0 = make(rng, B=2, L=5, D=3, H=4, reset_after=False)
     assert "b_hn" not in params
-    assert_close("h_all vs Cho et al.", cho_gru_naive(params, x, h0), gru.forward(params, x, h0)[0], rtol=RTOL)
+    assert_close("h_all vs Cho et al.", cho_gru_naive(params, x, h0), gru.forward(params, x, h0)[0],
+                 rtol=RTOL)
 
 
 def test_the_two_placements_differ():
@@ -264,7 +268,8 @@ def test_bad_inputs_raise_clear_errors():
         gru.forward(params, np.ones((3, 6, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="params: expected keys W_x, W_h, b .*, missing 'W_h'"):
         gru.forward({"W_x": params["W_x"], "b": params["b"]}, x)
-    with pytest.raises(ValueError, match=r"params\['W_h'\]: expected shape \(H, 3H\) \(gates r, z, n\), got \(5, 20\)"):
+    with pytest.raises(ValueError, match=r"params\['W_h'\]: expected shape \(H, 3H\) \(gates r, z, n\), "
+                                         r"got \(5, 20\)"):
         gru.forward({**params, "W_h": np.zeros((5, 20))}, x)
     with pytest.raises(ValueError, match=r"params\['b_hn'\]: expected shape \(H=5\)"):
         gru.forward({**params, "b_hn": np.zeros(4)}, x)

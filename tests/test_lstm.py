@@ -28,8 +28,10 @@ def torch_grads(module, k=0):
 
     b = b_ih + b_hh, so dLoss/db equals both bias gradients; we read b_ih's.
     """
-    return {"W_x": getattr(module, f"weight_ih_l{k}").grad.T, "W_h": getattr(module, f"weight_hh_l{k}").grad.T,
-            "b": getattr(module, f"bias_ih_l{k}").grad}
+    def grad(name):
+        return getattr(module, f"{name}_l{k}").grad
+
+    return {"W_x": grad("weight_ih").T, "W_h": grad("weight_hh").T, "b": grad("bias_ih")}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -118,8 +120,10 @@ def test_backward_matches_finite_differences(variant):
         # Central differences have O(eps^2) truncation error: 1e-7 relative is comfortable.
         assert_close(f"d{key} ({variant})", numerical_gradient(f, params[key]), grads[key], rtol=1e-7)
     assert_close("dx", numerical_gradient(lambda v: _loss(params, v, (h0, c0), g, variant), x), dx, rtol=1e-7)
-    assert_close("dh0", numerical_gradient(lambda v: _loss(params, x, (v, c0), g, variant), h0), dh0, rtol=1e-7)
-    assert_close("dc0", numerical_gradient(lambda v: _loss(params, x, (h0, v), g, variant), c0), dc0, rtol=1e-7)
+    assert_close("dh0", numerical_gradient(lambda v: _loss(params, x, (v, c0), g, variant), h0), dh0,
+                 rtol=1e-7)
+    assert_close("dc0", numerical_gradient(lambda v: _loss(params, x, (h0, v), g, variant), c0), dc0,
+                 rtol=1e-7)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -226,10 +230,12 @@ def test_sigmoid_is_stable_for_huge_inputs(dtype):
         warnings.simplefilter("error")
         s = lstm.sigmoid(np, a)
     assert s.dtype == dtype
-    assert_close("sigmoid", np.array([0, 0, 0, 0, 0.5, 1, 1, 1, 1]), s, rtol=0, atol=1e-30 if dtype == np.float64 else 1e-7)
+    # The tanh form is exact to absolute rounding (~1e-16): sigmoid(-100) = 3.7e-44 comes out 0.
+    assert_close("sigmoid", np.array([0, 0, 0, 0, 0.5, 1, 1, 1, 1]), s, rtol=0, atol=1e-30)
     moderate = np.linspace(-30, 30, 121)
     # Reference 1/(1+exp(-a)) is safe for |a| <= 30; the two forms agree to rounding.
-    assert_close("sigmoid vs 1/(1+exp(-a))", 1 / (1 + np.exp(-moderate)), lstm.sigmoid(np, moderate), rtol=1e-15)
+    assert_close("sigmoid vs 1/(1+exp(-a))", 1 / (1 + np.exp(-moderate)), lstm.sigmoid(np, moderate),
+                 rtol=1e-15)
     rng = np.random.default_rng(8)
     for variant in VARIANTS:
         params = lstm.init(rng, 3, 4, variant=variant, dtype=dtype)
@@ -282,21 +288,25 @@ def test_bad_inputs_raise_clear_errors():
         lstm.forward(params, x, h0)
     with pytest.raises(ValueError, match="x: expected a floating-point array, got dtype int64"):
         lstm.forward(params, np.ones((3, 6, 4), dtype=np.int64))
-    with pytest.raises(ValueError, match="params: expected keys W_x, W_h, b for variant 'vanilla', missing 'b'"):
+    with pytest.raises(ValueError, match="params: expected keys W_x, W_h, b for variant 'vanilla', "
+                                         "missing 'b'"):
         lstm.forward({"W_x": params["W_x"], "W_h": params["W_h"]}, x)
     with pytest.raises(ValueError, match=r"params\['W_h'\]: expected shape \(H, 3H\) for variant 'coupled'"):
         lstm.forward(params, x, variant="coupled")
     with pytest.raises(ValueError, match=r"params\['W_h'\]: expected shape \(H, 4H\) for variant 'vanilla'"):
         lstm.forward(lstm.init(rng, 4, 5, variant="coupled"), x)
-    with pytest.raises(ValueError, match="params: has peephole weights p_i, p_f, p_o but variant is 'vanilla'"):
+    with pytest.raises(ValueError, match="params: has peephole weights p_i, p_f, p_o but variant is "
+                                         "'vanilla'"):
         lstm.forward(lstm.init(rng, 4, 5, variant="peephole"), x)
-    with pytest.raises(ValueError, match="params: expected keys W_x, W_h, b, p_i, p_f, p_o for variant 'peephole'"):
+    with pytest.raises(ValueError, match="params: expected keys W_x, W_h, b, p_i, p_f, p_o for variant "
+                                         "'peephole'"):
         lstm.forward(params, x, variant="peephole")
     with pytest.raises(ValueError, match=r"params\['b'\]: expected shape \(G=20\)"):
         lstm.forward({**params, "b": np.zeros(5)}, x)
     with pytest.raises(ValueError, match="variant: expected one of 'vanilla', .*, got 'gru'"):
         lstm.forward(params, x, variant="gru")
-    with pytest.raises(ValueError, match=r"x_t: expected shape \(B=3, D=4\) \(from params\['W_x'\]\), got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"x_t: expected shape \(B=3, D=4\) \(from params\['W_x'\]\), "
+                                         r"got \(3, 3\)"):
         lstm.step(params, x[:, 0, :3], (h0, c0))
     with pytest.raises(ValueError, match=r"state\[0\]: expected shape \(B=3, H=5\)"):
         lstm.step(params, x[:, 0], (np.zeros((3, 2)), c0))

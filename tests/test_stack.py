@@ -101,7 +101,8 @@ def test_zero_initial_state_is_default():
     cell, layers = stack.from_torch(module)
     x = np.random.default_rng(2).standard_normal((2, 5, 3))
     zeros = (np.zeros((4, 2, 4)), np.zeros((4, 2, 4)))
-    assert_close("y", stack.forward_deep(cell, layers, x, zeros)[0], stack.forward_deep(cell, layers, x)[0], rtol=0)
+    assert_close("y", stack.forward_deep(cell, layers, x, zeros)[0], stack.forward_deep(cell, layers, x)[0],
+                 rtol=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -191,9 +192,11 @@ def test_bad_inputs_raise_clear_errors():
         stack.forward_deep(lstm, layers, x[0])
     with pytest.raises(ValueError, match=r"state: expected a tuple \(h, c\) of \(S, B, H\) arrays"):
         stack.forward_deep(lstm, layers, x, zeros)
-    with pytest.raises(ValueError, match=r"state\[1\]: expected shape \(S=2, B=2, H=4\) \(from layers\), got \(3, 2, 4\)"):
+    with pytest.raises(ValueError, match=r"state\[1\]: expected shape \(S=2, B=2, H=4\) \(from layers\), "
+                                         r"got \(3, 2, 4\)"):
         stack.forward_deep(lstm, layers, x, (zeros, np.zeros((3, 2, 4))))
-    with pytest.raises(ValueError, match=r"state: expected shape \(S=2, B=2, H\) \(from the two directions\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(S=2, B=2, H\) "
+                                         r"\(from the two directions\)"):
         stack.forward_bidirectional(gru, gru.init(rng, 3, 4), gru.init(rng, 3, 4), x, np.zeros((1, 2, 4)))
     with pytest.raises(ValueError, match=r"x: expected shape \(B=2, L=5, D=4\) \(from params\['W_x'\]\)"):
         stack.forward_deep(lstm, layers[::-1], x)
@@ -202,7 +205,8 @@ def test_bad_inputs_raise_clear_errors():
     _, _, cache = stack.forward_deep(lstm, layers, x, return_cache=True)
     with pytest.raises(ValueError, match=r"dh_all: expected shape \(B=2, L=5, H=4\)"):
         stack.backward_deep(lstm, layers, np.zeros((2, 5, 3)), cache)
-    with pytest.raises(ValueError, match=r"dstate_last\[0\]: expected shape \(S=2, B=2, H=4\) \(from dy\), got \(2, 2, 5\)"):
+    with pytest.raises(ValueError, match=r"dstate_last\[0\]: expected shape \(S=2, B=2, H=4\) \(from dy\), "
+                                         r"got \(2, 2, 5\)"):
         stack.backward_deep(lstm, layers, np.zeros((2, 5, 4)), cache, (np.zeros((2, 2, 5)), None))
     with pytest.raises(ValueError, match="cache: expected the DeepCache of forward_deep over these 1 layers"):
         stack.backward_deep(lstm, layers[:1], np.zeros((2, 5, 4)), cache)
@@ -210,7 +214,8 @@ def test_bad_inputs_raise_clear_errors():
         stack.backward_deep(lstm, layers, np.zeros((2, 5, 4)), cache, truncate=0)
     pair = [(gru.init(rng, 3, 4), gru.init(rng, 3, 4))]
     _, _, cache = stack.forward_deep(gru, pair, x, return_cache=True)
-    with pytest.raises(ValueError, match="truncate: expected None for a stack with bidirectional layers, got 2"):
+    with pytest.raises(ValueError, match="truncate: expected None for a stack with bidirectional "
+                                         "layers, got 2"):
         stack.backward_deep(gru, pair, np.zeros((2, 5, 8)), cache, truncate=2)
     with pytest.raises(ValueError, match="cache: expected a BidirectionalCache, got DeepCache"):
         stack.backward_bidirectional(gru, *pair[0], np.zeros((2, 5, 8)), cache)
