@@ -53,8 +53,7 @@ async () => {
   const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
   if (views) {
     const t0 = Date.now();
-    while (document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox, .jupyter-widgets.widget-box, .widget-slider, .jupyter-widgets').length === 0
-           && Date.now() - t0 < 20000)
+    while (document.querySelectorAll('.jupyter-widgets').length === 0 && Date.now() - t0 < 20000)
       await new Promise(r => setTimeout(r, 50));
     await new Promise(r => setTimeout(r, 300));
   }
