@@ -33,7 +33,9 @@ import numpy as np
 from .backend import xp_of
 from .checks import check_floating, check_positive_int, check_shape
 
-__all__ = ["init", "step", "forward", "backward", "forward_layers", "from_torch", "ElmanCache"]
+__all__ = ["init", "step", "forward", "backward", "forward_layers", "from_torch", "ElmanCache", "STATE"]
+
+STATE = ("h",)  # the cell's state is the hidden state alone (rnnkit.stack reads this)
 
 
 class ElmanCache(NamedTuple):
