@@ -455,6 +455,11 @@ def plot_results(runs, x: str = "L", y: str = "median_s", ax=None, title: str | 
     seen: dict[tuple, set] = {}
     for (i, impl, form, device, rest) in groups:
         seen.setdefault((i, impl, form, device), set()).add(rest)
+    # One colour per (impl, form) across runs, so a live line and its recorded twin match;
+    # live runs are solid with circles, recorded ones dashed with one marker per run.
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    colours: dict[tuple, str] = {}
+    markers = "osD^v<>px*"
     for key in sorted(groups, key=lambda k: (not _is_live(groups[k]["run"]), k[0], k[1], k[2])):
         i, impl, form, device, rest = key
         run, points = groups[key]["run"], sorted(groups[key]["points"])
@@ -463,15 +468,16 @@ def plot_results(runs, x: str = "L", y: str = "median_s", ax=None, title: str | 
             items = [dict(r) for r in seen[(i, impl, form, device)]]
             varying = {k for k in set().union(*items) if len({d.get(k) for d in items}) > 1}
         extra = "".join(f", {k}={v}" for k, v in rest if k in varying)
+        colour = colours.setdefault((impl, form, extra), palette[len(colours) % len(palette)])
         if _is_live(run):
             label = f"{impl} {form}{extra} (this run, {device})"
-            style = "-"
+            style, marker = "-", "o"
         else:
             date = run["machine"].get("date", "unknown date")[:10]
             label = f"{impl} {form}{extra}, recorded on {device}, {date}"
-            style = "--"
+            style, marker = "--", markers[1 + i % (len(markers) - 1)]
         xs, ys = zip(*points)
-        ax.plot(xs, ys, style, marker="o", label=label)
+        ax.plot(xs, ys, style, marker=marker, color=colour, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_AXIS_LABELS.get(x, x))

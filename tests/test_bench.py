@@ -226,6 +226,22 @@ def test_plot_labels_recorded_runs_with_device_and_date():
     plt.close(ax.figure)
 
 
+def test_plot_gives_a_live_line_and_its_recorded_twin_one_colour():
+    live, _ = _runs()
+    recorded = dict(live, machine=FAKE_CPU)
+    ax = bench.plot_results([recorded, live], form="forward")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert len(lines) == 4
+    for impl in ("numpy", "torch-cpu"):
+        (mine,) = [v for k, v in lines.items() if k.startswith(impl + " ") and "this run" in k]
+        (old,) = [v for k, v in lines.items() if k.startswith(impl + " ") and "recorded" in k]
+        assert mine.get_color() == old.get_color()
+        assert (mine.get_linestyle(), old.get_linestyle()) == ("-", "--")
+    colours = {line.get_color() for line in lines.values()}
+    assert len(colours) == 2
+    plt.close(ax.figure)
+
+
 def test_plot_names_the_parameter_that_separates_lines():
     run = bench.make_run("elman", [_record("numpy", "forward", L, 1e-4 * L, B=B)
                                    for B in (1, 32) for L in (64, 128)])
