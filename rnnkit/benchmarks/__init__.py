@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import elman
+from . import elman, gru
 
 __all__ = ["BENCHMARKS"]
 
 BENCHMARKS: dict[str, Callable[[bool], list]] = {
     "elman": elman.run,      # chapter 1: Elman forward and BPTT, rnnkit vs torch.nn.RNN
+    "gru": gru.run,          # chapter 3: GRU forward and BPTT, rnnkit vs torch.nn.GRU
 }
