@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import elman, gru
+from . import elman, gru, lstm
 
 __all__ = ["BENCHMARKS"]
 
 BENCHMARKS: dict[str, Callable[[bool], list]] = {
     "elman": elman.run,      # chapter 1: Elman forward and BPTT, rnnkit vs torch.nn.RNN
+    "lstm": lstm.run,        # chapter 2: LSTM forward and BPTT, rnnkit vs torch.nn.LSTM
     "gru": gru.run,          # chapter 3: GRU forward and BPTT, rnnkit vs torch.nn.GRU
 }

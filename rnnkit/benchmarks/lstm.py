@@ -1,0 +1,149 @@
+"""Chapter 2 benchmark: the LSTM in rnnkit against ``torch.nn.LSTM``, float32.
+
+Forms timed (loss = sum of all outputs, so dLoss/dh_t = 1 for every t):
+
+    forward           h_all, (h_L, c_L) = forward(params, x)            (2.1)-(2.7) for t = 1..L
+    forward+backward  forward with a cache, then backward(params, 1, cache)   (2.9)-(2.14)
+
+Implementations ("impl" in the records):
+
+    numpy       rnnkit.lstm on NumPy arrays (the book's reference code)
+    torch-cpu   torch.nn.LSTM(D, H, batch_first=True), torch.no_grad for the forward, autograd
+                for the backward (x requires grad, so dx is computed as rnnkit does)
+    cupy        rnnkit.lstm on CuPy arrays: the same source, moved by rnnkit.backend.to_backend
+    torch-cuda  torch.nn.LSTM on CUDA (cuDNN)
+
+Configurations: the headline B=32, L=512, D=H=256 (G = 4H = 1024 gate columns), and a sweep over
+L at B=32, D=H=256. Both sides get the same weights (``rnnkit.lstm`` keeps torch's gate order
+i, f, g, o, so W_ih = W_x^T, W_hh = W_h^T, b_ih = b, b_hh = 0), and before timing each
+configuration the outputs and gradients are compared (float32: rtol 1e-4 on outputs, 1e-3 on
+gradients). torch keeps its default thread count, reported as params["threads"].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import bench, lstm
+from ..backend import to_backend, to_numpy
+from ..testing import assert_close
+
+__all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]
+
+HEADLINE = {"B": 32, "L": 512, "D": 256, "H": 256}
+SWEEP_L = (64, 128, 256, 512, 1024)
+QUICK_L = (32, 64)
+FULL_REPEAT = {"warmup": 2, "repeat": 7}
+QUICK_REPEAT = {"warmup": 1, "repeat": 3}
+RTOL_OUT, RTOL_GRAD = 1e-4, 1e-3   # float32 round-off over L steps stays far below these
+
+
+def _problem(B: int, L: int, D: int, H: int, seed: int = 0):
+    """float32 parameters (variant "vanilla", forget bias 1) and inputs, NumPy."""
+    rng = np.random.default_rng(seed)
+    params = lstm.init(rng, D, H, dtype=np.float32)
+    x = rng.standard_normal((B, L, D)).astype(np.float32)    # (B, L, D)
+    return params, x
+
+
+def _rnnkit_fns(params, x, backend: str):
+    """forward and forward+backward closures for rnnkit on ``backend`` ("numpy" or "cupy")."""
+    p, xb = to_backend(params, backend), to_backend(x, backend)
+    h_all, _ = lstm.forward(p, xb)
+    dh_all = h_all * 0 + 1                                   # (B, L, H) dLoss/dh_t = 1
+
+    def fwd():
+        return lstm.forward(p, xb)
+
+    def fwd_bwd():
+        _, _, cache = lstm.forward(p, xb, return_cache=True)
+        return lstm.backward(p, dh_all, cache)
+
+    return fwd, fwd_bwd
+
+
+def _torch_fns(params, x, device: str):
+    """forward and forward+backward closures for torch.nn.LSTM on ``device``, rnnkit's weights."""
+    import torch  # noqa: PLC0415
+
+    D, G = params["W_x"].shape
+    net = torch.nn.LSTM(D, G // 4, batch_first=True).to(device)
+    with torch.no_grad():   # torch stores W^T and two biases: b_ih + b_hh = b
+        net.weight_ih_l0.copy_(torch.from_numpy(params["W_x"].T.copy()))
+        net.weight_hh_l0.copy_(torch.from_numpy(params["W_h"].T.copy()))
+        net.bias_ih_l0.copy_(torch.from_numpy(params["b"]))
+        net.bias_hh_l0.zero_()
+    xt = torch.from_numpy(x).to(device)
+    xg = xt.clone().requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            return net(xt)
+
+    def fwd_bwd():
+        net.zero_grad(set_to_none=True)
+        xg.grad = None
+        out, _ = net(xg)
+        out.sum().backward()
+        return net, xg
+
+    return fwd, fwd_bwd
+
+
+def _check_agree(impl: str, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd) -> None:
+    """Compare an implementation's outputs and gradients with rnnkit on NumPy."""
+    h_ref, _ = ref_fwd()
+    grads_ref, dx_ref, _ = ref_fwd_bwd()
+    h, _ = fwd()
+    if impl.startswith("torch"):
+        net, xg = fwd_bwd()
+        grads = {"W_x": net.weight_ih_l0.grad.T, "W_h": net.weight_hh_l0.grad.T,
+                 "b": net.bias_ih_l0.grad}
+        dx = xg.grad
+    else:
+        grads, dx, _ = fwd_bwd()
+    assert_close(f"{impl} h_all", h_ref, to_numpy(h), rtol=RTOL_OUT)
+    for key in ("W_x", "W_h", "b"):
+        assert_close(f"{impl} d{key}", grads_ref[key], to_numpy(grads[key]), rtol=RTOL_GRAD)
+    assert_close(f"{impl} dx", dx_ref, to_numpy(dx), rtol=RTOL_GRAD)
+
+
+def _fns_for(impl: str, params, x):
+    if impl in ("numpy", "cupy"):
+        return _rnnkit_fns(params, x, impl)
+    return _torch_fns(params, x, "cpu" if impl == "torch-cpu" else "cuda")
+
+
+def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> list[dict]:
+    """Time every available implementation on the L sweep; return the records.
+
+    Args:
+        quick: a small sweep (L in QUICK_L) with fewer repeats, for running live in a notebook.
+        backends: which implementations to run, {impl: bool}; defaults to
+            ``bench.available_backends()`` (unavailable ones are skipped, not errors).
+        lengths: override the L values swept.
+    Returns:
+        records (see ``rnnkit.bench``), params B, L, D, H, dtype, and threads for torch-cpu.
+    """
+    backends = bench.available_backends() if backends is None else backends
+    impls = [impl for impl in ("numpy", "torch-cpu", "cupy", "torch-cuda") if backends.get(impl)]
+    lengths = lengths if lengths is not None else (QUICK_L if quick else SWEEP_L)
+    repeat = QUICK_REPEAT if quick else FULL_REPEAT
+    B, D, H = HEADLINE["B"], HEADLINE["D"], HEADLINE["H"]
+    records = []
+    for L in lengths:
+        params, x = _problem(B, L, D, H)
+        ref = _rnnkit_fns(params, x, "numpy")
+        for impl in impls:
+            fwd, fwd_bwd = ref if impl == "numpy" else _fns_for(impl, params, x)
+            if impl != "numpy":
+                _check_agree(impl, fwd, fwd_bwd, *ref)
+            sync = bench.sync_for(impl)
+            config = {"B": B, "L": L, "D": D, "H": H, "dtype": "float32"}
+            if impl == "torch-cpu":
+                import torch  # noqa: PLC0415
+
+                config["threads"] = torch.get_num_threads()
+            for form, fn in (("forward", fwd), ("forward+backward", fwd_bwd)):
+                timing = bench.time_fn(fn, sync=sync, **repeat)
+                records.append(bench.make_record(impl, form, config, timing))
+    return records
