@@ -166,21 +166,22 @@ def backward(params: dict, dh_all, cache: ElmanCache, dh_last=None, truncate: in
         check_shape("dh_last", dh_last, "B H", dims, src)
         dh_rec = dh_rec + dh_last
     da_all = _zeros(xp, (B, L, H), h_all)           # (B, L, H)
-    dW_hh = _zeros(xp, (H, H), h_all)
+    tanh_grad = 1.0 - h_all * h_all                  # (B, L, H)  tanh'(a_t), for (1.4)
     for t in range(L - 1, -1, -1):
-        h_t = h_all[:, t, :]
-        h_prev = h_all[:, t - 1, :] if t > 0 else h0
         dh = dh_all[:, t, :] + dh_rec                # (1.3)
-        da = dh * (1.0 - h_t * h_t)                  # (1.4)
-        dW_hh = dW_hh + h_prev.T @ da                # (1.6), recurrent weight
+        da = dh * tanh_grad[:, t, :]                 # (1.4)
         dh_rec = da @ W_hh.T                         # (1.5)
         if truncate is not None and t % truncate == 0 and t > 0:
             dh_rec = xp.zeros_like(dh_rec)           # chunk boundary: the state was detached
         da_all[:, t, :] = da
-    # The input weight, bias and input gradients need no recurrence: one product each (1.6)-(1.7).
+    # Only (1.3)-(1.5) are sequential. The sums over t in (1.6) and the input gradient (1.7) are
+    # one large product each once every da_t is known (much faster than L small products).
+    h_prev = xp.concat([xp.reshape(h0, (B, 1, H)), h_all[:, :-1, :]], axis=1)  # (B, L, H) h_{t-1}
     x_flat = xp.reshape(x, (B * L, D))
     da_flat = xp.reshape(da_all, (B * L, H))
-    grads = {"W_xh": x_flat.T @ da_flat, "W_hh": dW_hh, "b_h": xp.sum(da_flat, axis=0)}
+    grads = {"W_xh": x_flat.T @ da_flat,
+             "W_hh": xp.reshape(h_prev, (B * L, H)).T @ da_flat,
+             "b_h": xp.sum(da_flat, axis=0)}
     dx = xp.reshape(da_flat @ params["W_xh"].T, (B, L, D))
     return grads, dx, dh_rec
 
