@@ -56,7 +56,7 @@ from .checks import check_positive_int
 __all__ = [
     "Timing", "time_fn", "sync_for", "cupy_sync", "torch_cuda_sync", "available_backends",
     "machine_info", "device_tag", "device_of", "make_record", "make_run", "save_results",
-    "load_results", "plot_results", "speed_ratio", "run_benchmark", "main",
+    "load_results", "plot_results", "speed_ratio", "sweep_lengths", "run_benchmark", "main",
     "CPU_IMPLS", "GPU_IMPLS",
 ]
 
@@ -514,6 +514,44 @@ def speed_ratio(runs, impl_a: str, impl_b: str, *, y: str = "median_s", **where)
 
 
 # ---------------------------------------------------------------------------------- CLI
+def sweep_lengths(lengths, problem: Callable, rnnkit_fns: Callable, torch_fns: Callable,
+                  check_agree: Callable, *, repeat: dict, B: int, D: int, H: int,
+                  backends: dict | None = None) -> list[dict]:
+    """The sweep over L that every recurrent-cell benchmark runs; returns the records.
+
+    For each L: ``problem(B, L, D, H) -> (params, x)`` builds float32 NumPy inputs;
+    ``rnnkit_fns(params, x, backend)`` and ``torch_fns(params, x, device)`` return the
+    ``(forward, forward+backward)`` closures of rnnkit (on "numpy" or "cupy") and torch (on
+    "cpu" or "cuda"); every implementation other than NumPy is first compared with it by
+    ``check_agree(impl, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd)``, then both forms are timed.
+    Unavailable backends (``available_backends()``, or ``backends`` given) are skipped.
+    """
+    backends = available_backends() if backends is None else backends
+    impls = [impl for impl in (*CPU_IMPLS, *GPU_IMPLS) if backends.get(impl)]
+    records = []
+    for L in lengths:
+        params, x = problem(B, L, D, H)
+        ref = rnnkit_fns(params, x, "numpy")
+        for impl in impls:
+            if impl == "numpy":
+                fwd, fwd_bwd = ref
+            elif impl == "cupy":
+                fwd, fwd_bwd = rnnkit_fns(params, x, "cupy")
+            else:
+                fwd, fwd_bwd = torch_fns(params, x, "cpu" if impl == "torch-cpu" else "cuda")
+            if impl != "numpy":
+                check_agree(impl, fwd, fwd_bwd, *ref)
+            config = {"B": B, "L": L, "D": D, "H": H, "dtype": "float32"}
+            if impl == "torch-cpu":
+                import torch  # noqa: PLC0415
+
+                config["threads"] = torch.get_num_threads()
+            for form, fn in (("forward", fwd), ("forward+backward", fwd_bwd)):
+                timing = time_fn(fn, sync=sync_for(impl), **repeat)
+                records.append(make_record(impl, form, config, timing))
+    return records
+
+
 def run_benchmark(name: str, quick: bool = False) -> dict:
     """Run registered benchmark ``name`` here and return its run dict (not saved)."""
     from .benchmarks import BENCHMARKS  # noqa: PLC0415  (the registry imports this module)

@@ -110,12 +110,6 @@ def _check_agree(impl: str, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd) -> None:
     assert_close(f"{impl} dx", dx_ref, to_numpy(dx), rtol=RTOL_GRAD)
 
 
-def _fns_for(impl: str, params, x):
-    if impl in ("numpy", "cupy"):
-        return _rnnkit_fns(params, x, impl)
-    return _torch_fns(params, x, "cpu" if impl == "torch-cpu" else "cuda")
-
-
 def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> list[dict]:
     """Time every available implementation on the L sweep; return the records.
 
@@ -127,29 +121,10 @@ def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> l
     Returns:
         records (see ``rnnkit.bench``), params B, L, D, H, dtype, and threads for torch-cpu.
     """
-    backends = bench.available_backends() if backends is None else backends
-    impls = [impl for impl in ("numpy", "torch-cpu", "cupy", "torch-cuda") if backends.get(impl)]
-    lengths = lengths if lengths is not None else (QUICK_L if quick else SWEEP_L)
-    repeat = QUICK_REPEAT if quick else FULL_REPEAT
-    B, D, H = HEADLINE["B"], HEADLINE["D"], HEADLINE["H"]
-    records = []
-    for L in lengths:
-        params, x = _problem(B, L, D, H)
-        ref = _rnnkit_fns(params, x, "numpy")
-        for impl in impls:
-            fwd, fwd_bwd = ref if impl == "numpy" else _fns_for(impl, params, x)
-            if impl != "numpy":
-                _check_agree(impl, fwd, fwd_bwd, *ref)
-            sync = bench.sync_for(impl)
-            config = {"B": B, "L": L, "D": D, "H": H, "dtype": "float32"}
-            if impl == "torch-cpu":
-                import torch  # noqa: PLC0415
-
-                config["threads"] = torch.get_num_threads()
-            for form, fn in (("forward", fwd), ("forward+backward", fwd_bwd)):
-                timing = bench.time_fn(fn, sync=sync, **repeat)
-                records.append(bench.make_record(impl, form, config, timing))
-    return records
+    return bench.sweep_lengths(lengths if lengths is not None else (QUICK_L if quick else SWEEP_L),
+                               _problem, _rnnkit_fns, _torch_fns, _check_agree,
+                               repeat=QUICK_REPEAT if quick else FULL_REPEAT, backends=backends,
+                               B=HEADLINE["B"], D=HEADLINE["D"], H=HEADLINE["H"])
 
 
 def forward_breakdown(B: int = 32, L: int = 512, D: int = 256, H: int = 256, *,
