@@ -38,6 +38,7 @@ References:
 """
 from __future__ import annotations
 
+import abc
 import math
 import os
 import sys
@@ -151,7 +152,7 @@ def _check_number(name: str, value, *, low: float = 0.0, low_open: bool = False,
 # Optimisers
 # ---------------------------------------------------------------------------------------------
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: walks ``params``/``grads`` and calls ``_update`` once per parameter array.
 
     ``self.state`` maps each key path (a tuple such as ``("cell", "W_hh")``) to that parameter's
@@ -169,8 +170,9 @@ class Optimizer:
             st = self.state.setdefault(path, {})
             self._update(xp_of(p, g), p, g, st)
 
-    def _update(self, xp, p, g, st: dict) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _update(self, xp, p, g, st: dict) -> None:
+        """Update one parameter array ``p`` in place from its gradient ``g`` and state ``st``."""
 
     def reset(self) -> None:
         """Forget all state (momentum buffers, moments, step counts)."""
