@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, elman
-from ..backend import to_backend, to_numpy
-from ..testing import assert_close
+from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L", "forward_breakdown"]
 
@@ -49,18 +48,7 @@ def _problem(B: int, L: int, D: int, H: int, seed: int = 0):
 
 def _rnnkit_fns(params, x, backend: str):
     """forward and forward+backward closures for rnnkit on ``backend`` ("numpy" or "cupy")."""
-    p, xb = to_backend(params, backend), to_backend(x, backend)
-    h_all, _ = elman.forward(p, xb)
-    dh_all = h_all * 0 + 1                                   # (B, L, H) dLoss/dh_t = 1
-
-    def fwd():
-        return elman.forward(p, xb)
-
-    def fwd_bwd():
-        _, _, cache = elman.forward(p, xb, return_cache=True)
-        return elman.backward(p, dh_all, cache)
-
-    return fwd, fwd_bwd
+    return cells.rnnkit_fns(elman, params, x, backend)
 
 
 def _torch_fns(params, x, device: str):
@@ -74,40 +62,19 @@ def _torch_fns(params, x, device: str):
         rnn.weight_hh_l0.copy_(torch.from_numpy(params["W_hh"].T.copy()))
         rnn.bias_ih_l0.copy_(torch.from_numpy(params["b_h"]))
         rnn.bias_hh_l0.zero_()
-    xt = torch.from_numpy(x).to(device)
-    xg = xt.clone().requires_grad_(True)
+    return cells.torch_fns(rnn, x, device)
 
-    def fwd():
-        with torch.no_grad():
-            return rnn(xt)
 
-    def fwd_bwd():
-        rnn.zero_grad(set_to_none=True)
-        xg.grad = None
-        out, _ = rnn(xg)
-        out.sum().backward()
-        return rnn, xg
-
-    return fwd, fwd_bwd
+def _torch_grads(net, H: int) -> dict:
+    """torch's parameter gradients under rnnkit's names."""
+    return {"W_xh": net.weight_ih_l0.grad.T, "W_hh": net.weight_hh_l0.grad.T,
+            "b_h": net.bias_ih_l0.grad}
 
 
 def _check_agree(impl: str, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd) -> None:
     """Compare an implementation's outputs and gradients with rnnkit on NumPy."""
-    h_ref, _ = ref_fwd()
-    grads_ref, dx_ref, _ = ref_fwd_bwd()
-    if impl.startswith("torch"):
-        h, _ = fwd()
-        rnn, xg = fwd_bwd()
-        grads = {"W_xh": rnn.weight_ih_l0.grad.T, "W_hh": rnn.weight_hh_l0.grad.T,
-                 "b_h": rnn.bias_ih_l0.grad}
-        dx = xg.grad
-    else:
-        h, _ = fwd()
-        grads, dx, _ = fwd_bwd()
-    assert_close(f"{impl} h_all", h_ref, to_numpy(h), rtol=RTOL_OUT)
-    for key in ("W_xh", "W_hh", "b_h"):
-        assert_close(f"{impl} d{key}", grads_ref[key], to_numpy(grads[key]), rtol=RTOL_GRAD)
-    assert_close(f"{impl} dx", dx_ref, to_numpy(dx), rtol=RTOL_GRAD)
+    cells.check_agree(impl, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd, torch_grads=_torch_grads,
+                      rtol_out=RTOL_OUT, rtol_grad=RTOL_GRAD)
 
 
 def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> list[dict]:

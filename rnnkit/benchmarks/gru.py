@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, gru
-from ..backend import to_backend, to_numpy
-from ..testing import assert_close
+from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]
 
@@ -46,18 +45,7 @@ def _problem(B: int, L: int, D: int, H: int, seed: int = 0):
 
 def _rnnkit_fns(params, x, backend: str):
     """forward and forward+backward closures for rnnkit on ``backend`` ("numpy" or "cupy")."""
-    p, xb = to_backend(params, backend), to_backend(x, backend)
-    h_all, _ = gru.forward(p, xb)
-    dh_all = h_all * 0 + 1                                   # (B, L, H) dLoss/dh_t = 1
-
-    def fwd():
-        return gru.forward(p, xb)
-
-    def fwd_bwd():
-        _, _, cache = gru.forward(p, xb, return_cache=True)
-        return gru.backward(p, dh_all, cache)
-
-    return fwd, fwd_bwd
+    return cells.rnnkit_fns(gru, params, x, backend)
 
 
 def _torch_fns(params, x, device: str):
@@ -72,40 +60,19 @@ def _torch_fns(params, x, device: str):
         rnn.bias_ih_l0.copy_(torch.from_numpy(params["b"]))
         rnn.bias_hh_l0.zero_()
         rnn.bias_hh_l0[2 * H:] = torch.from_numpy(params["b_hn"])
-    xt = torch.from_numpy(x).to(device)
-    xg = xt.clone().requires_grad_(True)
+    return cells.torch_fns(rnn, x, device)
 
-    def fwd():
-        with torch.no_grad():
-            return rnn(xt)
 
-    def fwd_bwd():
-        rnn.zero_grad(set_to_none=True)
-        xg.grad = None
-        out, _ = rnn(xg)
-        out.sum().backward()
-        return rnn, xg
-
-    return fwd, fwd_bwd
+def _torch_grads(net, H: int) -> dict:
+    """torch's parameter gradients under rnnkit's names."""
+    return {"W_x": net.weight_ih_l0.grad.T, "W_h": net.weight_hh_l0.grad.T,
+            "b": net.bias_ih_l0.grad, "b_hn": net.bias_hh_l0.grad[2 * H:]}
 
 
 def _check_agree(impl: str, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd) -> None:
     """Compare an implementation's outputs and gradients with rnnkit on NumPy."""
-    h_ref, _ = ref_fwd()
-    grads_ref, dx_ref, _ = ref_fwd_bwd()
-    h, _ = fwd()
-    if impl.startswith("torch"):
-        rnn, xg = fwd_bwd()
-        H = h_ref.shape[-1]
-        grads = {"W_x": rnn.weight_ih_l0.grad.T, "W_h": rnn.weight_hh_l0.grad.T,
-                 "b": rnn.bias_ih_l0.grad, "b_hn": rnn.bias_hh_l0.grad[2 * H:]}
-        dx = xg.grad
-    else:
-        grads, dx, _ = fwd_bwd()
-    assert_close(f"{impl} h_all", h_ref, to_numpy(h), rtol=RTOL_OUT)
-    for key in ("W_x", "W_h", "b", "b_hn"):
-        assert_close(f"{impl} d{key}", grads_ref[key], to_numpy(grads[key]), rtol=RTOL_GRAD)
-    assert_close(f"{impl} dx", dx_ref, to_numpy(dx), rtol=RTOL_GRAD)
+    cells.check_agree(impl, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd, torch_grads=_torch_grads,
+                      rtol_out=RTOL_OUT, rtol_grad=RTOL_GRAD)
 
 
 def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> list[dict]:

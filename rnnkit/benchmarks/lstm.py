@@ -24,8 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, lstm
-from ..backend import to_backend, to_numpy
-from ..testing import assert_close
+from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]
 
@@ -47,18 +46,7 @@ def _problem(B: int, L: int, D: int, H: int, seed: int = 0):
 
 def _rnnkit_fns(params, x, backend: str):
     """forward and forward+backward closures for rnnkit on ``backend`` ("numpy" or "cupy")."""
-    p, xb = to_backend(params, backend), to_backend(x, backend)
-    h_all, _ = lstm.forward(p, xb)
-    dh_all = h_all * 0 + 1                                   # (B, L, H) dLoss/dh_t = 1
-
-    def fwd():
-        return lstm.forward(p, xb)
-
-    def fwd_bwd():
-        _, _, cache = lstm.forward(p, xb, return_cache=True)
-        return lstm.backward(p, dh_all, cache)
-
-    return fwd, fwd_bwd
+    return cells.rnnkit_fns(lstm, params, x, backend)
 
 
 def _torch_fns(params, x, device: str):
@@ -72,39 +60,19 @@ def _torch_fns(params, x, device: str):
         net.weight_hh_l0.copy_(torch.from_numpy(params["W_h"].T.copy()))
         net.bias_ih_l0.copy_(torch.from_numpy(params["b"]))
         net.bias_hh_l0.zero_()
-    xt = torch.from_numpy(x).to(device)
-    xg = xt.clone().requires_grad_(True)
+    return cells.torch_fns(net, x, device)
 
-    def fwd():
-        with torch.no_grad():
-            return net(xt)
 
-    def fwd_bwd():
-        net.zero_grad(set_to_none=True)
-        xg.grad = None
-        out, _ = net(xg)
-        out.sum().backward()
-        return net, xg
-
-    return fwd, fwd_bwd
+def _torch_grads(net, H: int) -> dict:
+    """torch's parameter gradients under rnnkit's names."""
+    return {"W_x": net.weight_ih_l0.grad.T, "W_h": net.weight_hh_l0.grad.T,
+            "b": net.bias_ih_l0.grad}
 
 
 def _check_agree(impl: str, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd) -> None:
     """Compare an implementation's outputs and gradients with rnnkit on NumPy."""
-    h_ref, _ = ref_fwd()
-    grads_ref, dx_ref, _ = ref_fwd_bwd()
-    h, _ = fwd()
-    if impl.startswith("torch"):
-        net, xg = fwd_bwd()
-        grads = {"W_x": net.weight_ih_l0.grad.T, "W_h": net.weight_hh_l0.grad.T,
-                 "b": net.bias_ih_l0.grad}
-        dx = xg.grad
-    else:
-        grads, dx, _ = fwd_bwd()
-    assert_close(f"{impl} h_all", h_ref, to_numpy(h), rtol=RTOL_OUT)
-    for key in ("W_x", "W_h", "b"):
-        assert_close(f"{impl} d{key}", grads_ref[key], to_numpy(grads[key]), rtol=RTOL_GRAD)
-    assert_close(f"{impl} dx", dx_ref, to_numpy(dx), rtol=RTOL_GRAD)
+    cells.check_agree(impl, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd, torch_grads=_torch_grads,
+                      rtol_out=RTOL_OUT, rtol_grad=RTOL_GRAD)
 
 
 def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> list[dict]:
