@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_shape", "check_floating", "check_positive_int"]
+__all__ = ["check_shape", "check_params", "check_floating", "check_positive_int"]
 
 
 def _fmt(letters: list[str], dims: dict[str, int]) -> str:
@@ -57,6 +57,24 @@ def check_shape(name: str, array: Any, spec: str, dims: dict[str, int] | None = 
         else:
             dims.setdefault(letter, size)
             source.setdefault(letter, name)
+    return dims
+
+
+def check_params(params: dict, specs, dims: dict | None = None,
+                 source: dict | None = None) -> dict[str, int]:
+    """Check a parameter dict: every key of ``specs`` (pairs ``(key, shape spec)``) is present and
+    has its shape. Shapes are checked with ``check_shape`` as ``params['<key>']``, binding letters in
+    ``dims``/``source`` exactly as there.
+
+    Raises:
+        ValueError: "params: expected keys A, B, C, missing 'B'" or a shape error naming the key.
+    """
+    dims = {} if dims is None else dims
+    source = {} if source is None else source
+    for key, spec in specs:
+        if key not in params:
+            raise ValueError(f"params: expected keys {', '.join(k for k, _ in specs)}, missing {key!r}")
+        check_shape(f"params['{key}']", params[key], spec, dims, source)
     return dims
 
 

@@ -31,7 +31,7 @@ import array_api_compat
 import numpy as np
 
 from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "step", "forward", "backward", "forward_layers", "from_torch", "ElmanCache", "STATE"]
 
@@ -75,10 +75,7 @@ def init(rng: np.random.Generator, D: int, H: int, *, spectral_radius: float | N
 
 
 def _check_params(params: dict, dims: dict, src: dict) -> None:
-    for key, spec in (("W_xh", "D H"), ("W_hh", "H H"), ("b_h", "H")):
-        if key not in params:
-            raise ValueError(f"params: expected keys W_xh, W_hh, b_h, missing {key!r}")
-        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_params(params, (("W_xh", "D H"), ("W_hh", "H H"), ("b_h", "H")), dims, src)
 
 
 def _zeros(xp, shape, like):

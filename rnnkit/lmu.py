@@ -46,7 +46,7 @@ import array_api_compat
 import numpy as np
 
 from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .checks import check_floating, check_params, check_positive_int, check_shape
 from .discretize import bilinear, zoh
 from .hippo import transition
 
@@ -98,11 +98,7 @@ _LMU_SPECS = (("e_x", "D"), ("e_h", "H"), ("e_m", "N"), ("W_x", "D H"), ("W_h", 
 
 
 def _check_params(params: dict, specs, dims: dict, src: dict) -> None:
-    for key, spec in specs:
-        if key not in params:
-            raise ValueError(f"params: expected keys {', '.join(k for k, _ in specs)}, "
-                             f"missing {key!r}")
-        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_params(params, specs, dims, src)
 
 
 def _lmu_cell(params, xe_t, xw_t, state: LMUState):

@@ -38,7 +38,7 @@ import array_api_compat
 import numpy as np
 
 from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .checks import check_floating, check_params, check_positive_int, check_shape
 from .scan import linear_scan, linear_scan_backward
 
 __all__ = ["init", "lambda_of", "step", "forward", "forward_scan", "backward", "LRUCache"]
@@ -88,11 +88,7 @@ def init(rng: np.random.Generator, D: int, N: int, *, r_min: float = 0.0, r_max:
 
 
 def _check_params(params: dict, dims: dict, src: dict) -> None:
-    for key, spec in PARAM_SHAPES:
-        if key not in params:
-            raise ValueError(f"params: expected keys {', '.join(k for k, _ in PARAM_SHAPES)}, "
-                             f"missing {key!r}")
-        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_params(params, PARAM_SHAPES, dims, src)
 
 
 def lambda_of(params: dict):

@@ -27,7 +27,7 @@ import array_api_compat
 import numpy as np
 
 from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .checks import check_floating, check_params, check_positive_int, check_shape
 from .scan import linear_scan, sigmoid, softplus
 
 __all__ = ["init", "step", "forward", "forward_scan", "C_DEFAULT"]
@@ -57,10 +57,7 @@ def init(rng: np.random.Generator, D: int, *, min_rad: float = 0.9, max_rad: flo
 
 def _check(params: dict, x, x_name: str, x_spec: str, h, h_name: str) -> dict:
     dims, src = {}, {}
-    for key, spec in KEYS:
-        if key not in params:
-            raise ValueError(f"params: expected keys {', '.join(k for k, _ in KEYS)}, missing {key!r}")
-        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_params(params, KEYS, dims, src)
     check_shape(x_name, x, x_spec, dims, src)
     check_floating(x_name, x)
     if h is not None:

@@ -49,7 +49,7 @@ import array_api_compat
 import numpy as np
 
 from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .checks import check_floating, check_params, check_positive_int, check_shape
 from .discretize import bilinear
 from .hippo import transition
 from .lmu import fft_conv, ssm_kernel, ssm_scan, ssm_step
@@ -109,11 +109,7 @@ def init(rng: np.random.Generator, H: int, N: int, dt_min: float = 1e-3, dt_max:
 
 
 def _check_params(params: dict, dims: dict, src: dict):
-    for key, spec in _SPECS:
-        if key not in params:
-            raise ValueError(f"params: expected keys {', '.join(k for k, _ in _SPECS)}, "
-                             f"missing {key!r}")
-        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_params(params, _SPECS, dims, src)
     return xp_of(*(params[k] for k, _ in _SPECS))
 
 

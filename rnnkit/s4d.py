@@ -32,7 +32,7 @@ import array_api_compat
 import numpy as np
 
 from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .checks import check_floating, check_params, check_positive_int, check_shape
 from .lmu import fft_conv
 
 __all__ = ["INITS", "init", "discretize", "kernel", "kernel_naive", "kernel_continuous", "step",
@@ -77,11 +77,7 @@ def init(rng: np.random.Generator, H: int, N: int, init: str = "inv", dt_min: fl
 
 
 def _check_params(params: dict, specs, dims: dict, src: dict):
-    for key, spec in specs:
-        if key not in params:
-            raise ValueError(f"params: expected keys {', '.join(k for k, _ in specs)}, "
-                             f"missing {key!r}")
-        check_shape(f"params['{key}']", params[key], spec, dims, src)
+    check_params(params, specs, dims, src)
     return xp_of(*(params[k] for k, _ in specs))
 
 
