@@ -2,16 +2,21 @@
 
 - ``synthetic``: memory probes (adding problem, copy task, parity) and ``one_hot``.
 - ``text``: character-level corpora (``load_corpus("genesis")``) with train/val windows.
+- ``digits``: handwritten digits read pixel by pixel (``sequential_digits``), the CPU-sized
+  sequential/permuted MNIST.
 
 Sources and licences of the shipped files: ``rnnkit/tasks/data/README.md``.
 """
-from . import synthetic, text
+from . import digits, synthetic, text
+from .digits import sequential_digits
 from .synthetic import adding_problem, copy_task, copy_task_baseline_loss, one_hot, parity
 from .text import CORPORA, CharCorpus, load_corpus
 
 __all__ = [
     "synthetic",
     "text",
+    "digits",
+    "sequential_digits",
     "adding_problem",
     "copy_task",
     "copy_task_baseline_loss",
