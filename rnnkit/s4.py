@@ -1,25 +1,25 @@
 """S4: the structured state space sequence model (diagonal plus low rank HiPPO, fast kernel).
 
-Each of the H channels is the LSSL of ``rnnkit.lmu`` (IV.2.5)-(IV.2.8): x' = A x + B u,
+Each of the H channels is the LSSL of ``rnnkit.lmu`` (chapter 12): x' = A x + B u,
 y = C x + D u, bilinear with its own dt = exp(log_dt). S4 changes how A is stored and how the
 convolution kernel is computed:
 
-    (IV.3.1)  A_LegS = -A_HiPPO (IV.1.6) is normal plus low rank:  A_LegS = S - P P^T,
-              P_n = sqrt(n + 1/2),  S = -I/2 + (skew-symmetric), so S = V Lambda V^* (V unitary)
-    (IV.3.2)  in the basis V:  A = Lambda - P P^*,  with P <- V^* P, B <- V^* B, C <- C V  (DPLR)
-    (IV.3.3)  real system => conjugate pairs: keep the N/2 modes with Im(Lambda) > 0; the other
-              half is (conj(Lambda), conj(P), conj(B), conj(C)) and the output stays real
-    (IV.3.4)  K_l = C A_bar^l B_bar  (l = 0..L-1),  bilinear A_bar, B_bar  (IV.1.13)
-    (IV.3.5)  generating function at the roots of unity z_j = exp(-2 pi i j / L), z_j^L = 1:
-              K^(z) = sum_l K_l z^l = C~ (I - A_bar z)^{-1} B_bar,   C~ = C (I - A_bar^L)
-    (IV.3.6)  with the bilinear A_bar, B_bar:  (I - A_bar z)^{-1} B_bar = dt R(z)^{-1} B,
-              R(z) = (1 - z) I - s A,   s = (1 + z) dt / 2
-    (IV.3.7)  Woodbury, R(z) = Delta(z) + s P P^*,  Delta(z) = diag((1 - z) - s lambda_n):
-              K^(z) = dt [k(C~, B) - s k(C~, P) k(P^*, B) / (1 + s k(P^*, P))]
-    (IV.3.8)  Cauchy kernel  k(a, b)(z) = sum_n a_n b_n / ((1 - z) - s lambda_n)
-                                       = (1/s) sum_n a_n b_n / (omega(z) - lambda_n),
-              omega(z) = (2/dt) (1 - z)/(1 + z), summed over both halves of each conjugate pair
-    (IV.3.9)  K = inverse FFT of K^(z_j), j = 0..L/2 (irfft: K is real),   y = K * u + D u
+    (13.1)  A_LegS = -A_HiPPO (ch. 12) is normal plus low rank:  A_LegS = S - P P^T,
+            P_n = sqrt(n + 1/2),  S = -I/2 + (skew-symmetric), so S = V Lambda V^* (V unitary)
+    (13.2)  in the basis V:  A = Lambda - P P^*,  with P <- V^* P, B <- V^* B, C <- C V  (DPLR)
+    (13.3)  real system => conjugate pairs: keep the N/2 modes with Im(Lambda) > 0; the other
+            half is (conj(Lambda), conj(P), conj(B), conj(C)) and the output stays real
+    (13.4)  K_l = C A_bar^l B_bar  (l = 0..L-1),  bilinear A_bar, B_bar  (ch. 12)
+    (13.5)  generating function at the roots of unity z_j = exp(-2 pi i j / L), z_j^L = 1:
+            K^(z) = sum_l K_l z^l = C~ (I - A_bar z)^{-1} B_bar,   C~ = C (I - A_bar^L)
+    (13.6)  with the bilinear A_bar, B_bar:  (I - A_bar z)^{-1} B_bar = dt R(z)^{-1} B,
+            R(z) = (1 - z) I - s A,   s = (1 + z) dt / 2
+    (13.7)  Woodbury, R(z) = Delta(z) + s P P^*,  Delta(z) = diag((1 - z) - s lambda_n):
+            K^(z) = dt [k(C~, B) - s k(C~, P) k(P^*, B) / (1 + s k(P^*, P))]
+    (13.8)  Cauchy kernel  k(a, b)(z) = sum_n a_n b_n / ((1 - z) - s lambda_n)
+                                     = (1/s) sum_n a_n b_n / (omega(z) - lambda_n),
+            omega(z) = (2/dt) (1 - z)/(1 + z), summed over both halves of each conjugate pair
+    (13.9)  K = inverse FFT of K^(z_j), j = 0..L/2 (irfft: K is real),   y = K * u + D u
 
 Recurrent view (generation): materialise the full N x N complex A = Lambda - P P^* per channel,
 discretise it and run ``lmu.ssm_scan``; y_k = Re(C x_k) + D u_k. Naive reference kernel:
@@ -37,7 +37,7 @@ References:
     S. Rush, S. Karamcheti, "The Annotated S4" (srush/annotated-s4).
     Deliberate differences: (1) the official code evaluates the Cauchy kernel at
     omega(z) = 2(1 - z)/(1 + z) and multiplies by 2/(1 + z) afterwards, relying on rounding to
-    keep z = -1 (the Nyquist root, even L) from dividing by zero; we multiply (IV.3.6) through by
+    keep z = -1 (the Nyquist root, even L) from dividing by zero; we multiply (13.6) through by
     s, which needs no special case. (2) The official code trains C~ directly (so no A_bar^L);
     we keep C, the output matrix of the recurrence, and form C~ = C (I - A_bar^L) by repeated
     squaring, O(N^3 log L) per channel. (3) One low-rank term (rank 1), no B clipping, no
@@ -62,7 +62,7 @@ _SPECS = (("log_dt", "H"), ("log_A_real", "H N2"), ("A_imag", "H N2"), ("P", "H 
 
 
 def nplr_legs(N: int):
-    """The DPLR form (IV.3.1)-(IV.3.3) of HiPPO-LegS.
+    """The DPLR form (13.1)-(13.3) of HiPPO-LegS.
 
     Returns:
         Lambda (N2,), P (N2,), B (N2,) complex, and V (N, N2): with V_full = [V, conj(V)],
@@ -72,7 +72,7 @@ def nplr_legs(N: int):
     if N % 2:
         raise ValueError(f"N: expected an even state size (conjugate pairs), got {N}")
     A_hippo, B_hippo = transition("legs", N)
-    A = -A_hippo                                            # SSM sign (IV.3.1)
+    A = -A_hippo                                            # SSM sign (13.1)
     P = np.sqrt(np.arange(N) + 0.5)                         # (N,)
     S = A + np.outer(P, P)                                  # -I/2 + skew-symmetric
     # S + S^T = -I, so Lambda = -1/2 + i w with w the eigenvalues of the Hermitian -i (S + I/2)
@@ -114,7 +114,7 @@ def _check_params(params: dict, dims: dict, src: dict):
 
 
 def _conj_full(xp, v):
-    """(…, N2) -> (…, N): append the conjugate half (IV.3.3)."""
+    """(…, N2) -> (…, N): append the conjugate half (13.3)."""
     return xp.concat([v, xp.conj(v)], axis=-1)
 
 
@@ -123,7 +123,7 @@ def _lambda(xp, params):
 
 
 def cauchy(v, z, lam, s):
-    """Cauchy kernel (IV.3.8) over both halves of each pair: sum_n v_n / ((1 - z) - s lambda_n).
+    """Cauchy kernel (13.8) over both halves of each pair: sum_n v_n / ((1 - z) - s lambda_n).
 
     Args:
         v: (R, H, N2) numerators a_n b_n, R of them sharing the denominators.
@@ -156,7 +156,7 @@ def dense(params: dict) -> dict:
 
 
 def discretize(params: dict) -> dict:
-    """The bilinear discrete system (IV.3.4) for ``lmu.ssm_step`` / ``lmu.ssm_scan``.
+    """The bilinear discrete system (13.4) for ``lmu.ssm_step`` / ``lmu.ssm_scan``.
 
     Returns:
         ssm: A_bar (H, N, N), B_bar (H, N), C (H, N) complex, D (H,).
@@ -180,7 +180,7 @@ def _matrix_power(xp, M, L: int):
 
 
 def kernel(params: dict, L: int):
-    """The S4 convolution kernel (IV.3.5)-(IV.3.9): O(N^3 log L + L N) per channel.
+    """The S4 convolution kernel (13.5)-(13.9): O(N^3 log L + L N) per channel.
 
     Returns:
         K: (H, L) real.
@@ -192,7 +192,7 @@ def kernel(params: dict, L: int):
     N2 = params["C"].shape[-1]
     AL = _matrix_power(xp, ssm["A_bar"], L)                          # (H, N, N)
     C_full = ssm["C"]                                                # (H, N)
-    C_t = (C_full - (xp.matrix_transpose(AL) @ C_full[..., None])[..., 0])[..., :N2]  # C~ (IV.3.5)
+    C_t = (C_full - (xp.matrix_transpose(AL) @ C_full[..., None])[..., 0])[..., :N2]  # C~ (13.5)
     dt = xp.exp(params["log_dt"])                                    # (H,)
     J = L // 2 + 1
     j = xp.arange(J, dtype=params["log_dt"].dtype, device=dev)
@@ -201,12 +201,12 @@ def kernel(params: dict, L: int):
     lam, P, B = _lambda(xp, params), params["P"], params["B"]
     num = xp.stack([C_t * B, C_t * P, xp.conj(P) * B, xp.conj(P) * P])  # (4, H, N2)
     k_CB, k_CP, k_PB, k_PP = xp.unstack(cauchy(num, z, lam, s))     # (H, J) each
-    K_hat = dt[:, None] * (k_CB - s * k_CP * k_PB / (1 + s * k_PP))  # (H, J)  (IV.3.7)
-    return xp.fft.irfft(K_hat, n=L, axis=-1)                         # (H, L)  (IV.3.9)
+    K_hat = dt[:, None] * (k_CB - s * k_CP * k_PB / (1 + s * k_PP))  # (H, J)  (13.7)
+    return xp.fft.irfft(K_hat, n=L, axis=-1)                         # (H, L)  (13.9)
 
 
 def kernel_naive(params: dict, L: int):
-    """Reference kernel (IV.3.4) by powers of A_bar (``lmu.ssm_kernel``): O(L N^2) per channel."""
+    """Reference kernel (13.4) by powers of A_bar (``lmu.ssm_kernel``): O(L N^2) per channel."""
     return ssm_kernel(discretize(params), L)
 
 
@@ -225,7 +225,7 @@ def forward(params: dict, u, x0=None):
 
 
 def forward_conv(params: dict, u):
-    """Convolutional view (IV.3.9): u (B, L, H) -> y = K * u + D u (B, L, H), from a zero state."""
+    """Convolutional view (13.9): u (B, L, H) -> y = K * u + D u (B, L, H), from a zero state."""
     dims, src = {}, {}
     _check_params(params, dims, src)
     check_shape("u", u, "B L H", dims, src)

@@ -4,17 +4,17 @@ Each of the H channels is x' = A x + B u, y = C x + D u with a diagonal complex 
 has its eigenvalues in conjugate pairs, so N2 = N/2 modes are stored and the other half is their
 complex conjugate, which turns every sum over the N modes into twice a real part:
 
-    (IV.4.1)  A = diag(lambda_n),  lambda_n = -exp(log_A_real_n) + i A_imag_n    (Re < 0 always)
-    (IV.4.2)  ZOH:       A_bar = exp(dt lambda),                B_bar = (exp(dt lambda) - 1)/lambda B
-    (IV.4.3)  bilinear:  A_bar = (1 + dt lambda/2)/(1 - dt lambda/2),  B_bar = dt/(1 - dt lambda/2) B
-    (IV.4.4)  kernel:    K_l = 2 Re sum_n C_n B_bar_n A_bar_n^l = 2 Re[(C * B_bar) V]_l,
-              V_nl = A_bar_n^l = exp(l log A_bar_n)   (Vandermonde matrix, O(N L) per channel)
-    (IV.4.5)  recurrent: x_k = A_bar * x_{k-1} + B_bar u_k,   y_k = 2 Re(C x_k) + D u_k
-    (IV.4.6)  convolutional: y = K * u + D u  (``lmu.fft_conv``)
-    (IV.4.7)  continuous: K(t) = 2 Re sum_n C_n B_n exp(lambda_n t); with ZOH the discrete kernel
-              is its integral over each step, K_l = int_{l dt}^{(l+1) dt} K(t) dt
-    (IV.4.8)  S4D-Lin:  lambda_n = -1/2 + i pi n
-              S4D-Inv:  lambda_n = -1/2 + i (N/pi) (N/(2n+1) - 1),   n = 0..N2-1, B = 1
+    (13.10)  A = diag(lambda_n),  lambda_n = -exp(log_A_real_n) + i A_imag_n    (Re < 0 always)
+    (13.11)  ZOH:       A_bar = exp(dt lambda),                B_bar = (exp(dt lambda) - 1)/lambda B
+    (13.12)  bilinear:  A_bar = (1 + dt lambda/2)/(1 - dt lambda/2),  B_bar = dt/(1 - dt lambda/2) B
+    (13.13)  kernel:    K_l = 2 Re sum_n C_n B_bar_n A_bar_n^l = 2 Re[(C * B_bar) V]_l,
+             V_nl = A_bar_n^l = exp(l log A_bar_n)   (Vandermonde matrix, O(N L) per channel)
+    (13.14)  recurrent: x_k = A_bar * x_{k-1} + B_bar u_k,   y_k = 2 Re(C x_k) + D u_k
+    (13.15)  convolutional: y = K * u + D u  (``lmu.fft_conv``)
+    (13.16)  continuous: K(t) = 2 Re sum_n C_n B_n exp(lambda_n t); with ZOH the discrete kernel
+             is its integral over each step, K_l = int_{l dt}^{(l+1) dt} K(t) dt
+    (13.17)  S4D-Lin:  lambda_n = -1/2 + i pi n
+             S4D-Inv:  lambda_n = -1/2 + i (N/pi) (N/(2n+1) - 1),   n = 0..N2-1, B = 1
 
 Parameters: log_dt (H,), log_A_real (H, N2), A_imag (H, N2), D (H,) real; B (H, N2), C (H, N2)
 complex. The state of the recurrent view is (B, H, N2) complex.
@@ -47,7 +47,7 @@ _SSM_SPECS = (("A_bar", "H N2"), ("B_bar", "H N2"), ("C", "H N2"), ("D", "H"))
 
 def init(rng: np.random.Generator, H: int, N: int, init: str = "inv", dt_min: float = 1e-3,
          dt_max: float = 1e-1, dtype=np.float64) -> dict:
-    """S4D parameters with the S4D-Lin or S4D-Inv eigenvalues (IV.4.8), B = 1 and random C.
+    """S4D parameters with the S4D-Lin or S4D-Inv eigenvalues (13.17), B = 1 and random C.
 
     Args:
         H: channels.  N: state size (even); N2 = N/2 modes are stored.
@@ -82,7 +82,7 @@ def _check_params(params: dict, specs, dims: dict, src: dict):
 
 
 def discretize(params: dict, method: str = "zoh") -> dict:
-    """(IV.4.1)-(IV.4.3): the diagonal discrete system.
+    """(13.10)-(13.12): the diagonal discrete system.
 
     Returns:
         ssm: dict with A_bar (H, N2), B_bar (H, N2), C (H, N2) complex and D (H,).
@@ -90,19 +90,19 @@ def discretize(params: dict, method: str = "zoh") -> dict:
     xp = _check_params(params, _SPECS, {}, {})
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
-    lam = -xp.exp(params["log_A_real"]) + 1j * params["A_imag"]    # (H, N2)   (IV.4.1)
+    lam = -xp.exp(params["log_A_real"]) + 1j * params["A_imag"]    # (H, N2)   (13.10)
     dt = xp.exp(params["log_dt"])[:, None]                          # (H, 1)
-    if method == "zoh":                                             # (IV.4.2)
+    if method == "zoh":                                             # (13.11)
         A_bar = xp.exp(dt * lam)
         B_bar = (A_bar - 1) / lam * params["B"]
-    else:                                                           # (IV.4.3)
+    else:                                                           # (13.12)
         A_bar = (1 + dt * lam / 2) / (1 - dt * lam / 2)
         B_bar = dt / (1 - dt * lam / 2) * params["B"]
     return {"A_bar": A_bar, "B_bar": B_bar, "C": params["C"], "D": params["D"]}
 
 
 def kernel(params: dict, L: int, method: str = "zoh"):
-    """The Vandermonde kernel (IV.4.4): K (H, L) real, O(H N L).
+    """The Vandermonde kernel (13.13): K (H, L) real, O(H N L).
 
     The powers A_bar^l are exp(l log A_bar) (any branch of the log gives the same integer powers);
     for ZOH log A_bar is dt lambda itself.
@@ -134,7 +134,7 @@ def kernel_naive(params: dict, L: int, method: str = "zoh"):
 
 
 def kernel_continuous(params: dict, t):
-    """The continuous-time kernel K(t) = 2 Re sum_n C_n B_n exp(lambda_n t) of (IV.4.7).
+    """The continuous-time kernel K(t) = 2 Re sum_n C_n B_n exp(lambda_n t) of (13.16).
 
     Args:
         t: (T,) times >= 0.
@@ -149,7 +149,7 @@ def kernel_continuous(params: dict, t):
 
 
 def step(ssm: dict, u_t, x_prev):
-    """One recurrent step (IV.4.5).
+    """One recurrent step (13.14).
 
     Args:
         ssm: from ``discretize``.  u_t: (B, H).  x_prev: (B, H, N2) complex.
@@ -166,7 +166,7 @@ def step(ssm: dict, u_t, x_prev):
 
 
 def forward(params: dict, u, x0=None, method: str = "zoh"):
-    """Recurrent view (IV.4.5): u (B, L, H) -> y (B, L, H), x_L (B, H, N2) complex."""
+    """Recurrent view (13.14): u (B, L, H) -> y (B, L, H), x_L (B, H, N2) complex."""
     dims, src = {}, {}
     _check_params(params, _SPECS, dims, src)
     check_shape("u", u, "B L H", dims, src)
@@ -188,7 +188,7 @@ def forward(params: dict, u, x0=None, method: str = "zoh"):
 
 
 def forward_conv(params: dict, u, method: str = "zoh"):
-    """Convolutional view (IV.4.6): u (B, L, H) -> y (B, L, H), from a zero state."""
+    """Convolutional view (13.15): u (B, L, H) -> y (B, L, H), from a zero state."""
     dims, src = {}, {}
     _check_params(params, _SPECS, dims, src)
     check_shape("u", u, "B L H", dims, src)

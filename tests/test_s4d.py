@@ -78,7 +78,7 @@ def test_conjugate_symmetry_two_real_parts_equal_the_full_system(method):
 
 
 def test_zoh_kernel_is_the_integral_of_the_continuous_kernel():
-    """(IV.4.7): with ZOH, K_l = int_{l dt}^{(l+1) dt} K(t) dt exactly (Gauss-Legendre, 20 nodes)."""
+    """(13.16): with ZOH, K_l = int_{l dt}^{(l+1) dt} K(t) dt exactly (Gauss-Legendre, 20 nodes)."""
     params = s4d.init(np.random.default_rng(4), 3, 8, init="lin", dt_min=0.05, dt_max=0.2)
     dt = np.exp(params["log_dt"])
     L = 30
