@@ -4,18 +4,18 @@ Every continuous-time model of Part IV is a linear time-invariant system (SSM co
 stable when every eigenvalue has a negative real part; HiPPO's "-A" convention is flipped by the
 caller, see ``rnnkit.hippo``):
 
-    (IV.1.10)  x'(t) = A x(t) + B u(t)
+    (12.9)  x'(t) = A x(t) + B u(t)
 
 Sampled with step dt it becomes the linear recurrence x_k = Ā x_{k-1} + B̄ u_k, where
 
-    (IV.1.11)  forward Euler   Ā = I + dt A                           B̄ = dt B
-    (IV.1.12)  backward Euler  Ā = (I - dt A)^{-1}                    B̄ = (I - dt A)^{-1} dt B
-    (IV.1.13)  bilinear        Ā = (I - dt/2 A)^{-1} (I + dt/2 A)     B̄ = (I - dt/2 A)^{-1} dt B
-    (IV.1.14)  zero-order hold Ā = exp(dt A)                          B̄ = A^{-1} (exp(dt A) - I) B
+    (12.10)  forward Euler   Ā = I + dt A                           B̄ = dt B
+    (12.11)  backward Euler  Ā = (I - dt A)^{-1}                    B̄ = (I - dt A)^{-1} dt B
+    (12.12)  bilinear        Ā = (I - dt/2 A)^{-1} (I + dt/2 A)     B̄ = (I - dt/2 A)^{-1} dt B
+    (12.13)  zero-order hold Ā = exp(dt A)                          B̄ = A^{-1} (exp(dt A) - I) B
 
 The first three are the generalised bilinear transform (GBT) with alpha = 0, 1, 1/2:
 
-    (IV.1.15)  Ā = (I - alpha dt A)^{-1} (I + (1 - alpha) dt A),   B̄ = (I - alpha dt A)^{-1} dt B
+    (12.14)  Ā = (I - alpha dt A)^{-1} (I + (1 - alpha) dt A),   B̄ = (I - alpha dt A)^{-1} dt B
 
 What u_k stands for differs: u(t_{k-1}) for forward Euler, u(t_k) for backward Euler, the
 average (u(t_{k-1}) + u(t_k)) / 2 (or the midpoint value) for bilinear, and the constant value on
@@ -23,7 +23,7 @@ average (u(t_{k-1}) + u(t_k)) / 2 (or the midpoint value) for bilinear, and the 
 
 An eigenvalue lambda of A becomes an eigenvalue z of Ā:
 
-    (IV.1.16)  z = 1 + dt lambda  (forward Euler),   1 / (1 - dt lambda)  (backward Euler),
+    (12.15)  z = 1 + dt lambda  (forward Euler),   1 / (1 - dt lambda)  (backward Euler),
                (1 + dt lambda/2) / (1 - dt lambda/2)  (bilinear),   exp(dt lambda)  (ZOH)
 
 Backward Euler, bilinear and ZOH map the open left half-plane into the open unit disc (a stable
@@ -97,7 +97,7 @@ def _check_system(A, B, dt):
 
 
 def gbt(A, B, dt, alpha: float):
-    """Generalised bilinear transform (IV.1.15): alpha 0 forward Euler, 1 backward, 1/2 bilinear.
+    """Generalised bilinear transform (12.14): alpha 0 forward Euler, 1 backward, 1/2 bilinear.
 
     Args:
         A: (N, N) or (H, N, N).  B: (N,) or (H, N).  dt: number or (H,).
@@ -111,7 +111,7 @@ def gbt(A, B, dt, alpha: float):
     I = _eye(xp, A.shape[-1], A)
     dtA = dt[..., None, None] * A                           # (…, N, N)
     dtB = dt[..., None] * B                                 # (…, N)
-    if alpha == 0.0:                                        # explicit: no solve needed (IV.1.11)
+    if alpha == 0.0:                                        # explicit: no solve needed (12.10)
         return I + dtA, dtB
     M = I - alpha * dtA                                     # (…, N, N)
     A_bar = xp.linalg.solve(M, I + (1.0 - alpha) * dtA)
@@ -120,17 +120,17 @@ def gbt(A, B, dt, alpha: float):
 
 
 def forward_euler(A, B, dt):
-    """Forward (explicit) Euler (IV.1.11): A_bar = I + dt A, B_bar = dt B."""
+    """Forward (explicit) Euler (12.10): A_bar = I + dt A, B_bar = dt B."""
     return gbt(A, B, dt, 0.0)
 
 
 def backward_euler(A, B, dt):
-    """Backward (implicit) Euler (IV.1.12): A_bar = (I - dt A)^{-1}, B_bar = (I - dt A)^{-1} dt B."""
+    """Backward (implicit) Euler (12.11): A_bar = (I - dt A)^{-1}, B_bar = (I - dt A)^{-1} dt B."""
     return gbt(A, B, dt, 1.0)
 
 
 def bilinear(A, B, dt):
-    """Bilinear / Tustin / trapezoid (IV.1.13), the discretisation of the LSSL and S4."""
+    """Bilinear / Tustin / trapezoid (12.12), the discretisation of the LSSL and S4."""
     return gbt(A, B, dt, 0.5)
 
 
@@ -163,7 +163,7 @@ def expm(M):
 
 
 def zoh(A, B, dt):
-    """Zero-order hold (IV.1.14): exact for an input held constant over each step.
+    """Zero-order hold (12.13): exact for an input held constant over each step.
 
     B_bar = A^{-1}(exp(dt A) - I) B = (int_0^dt exp(s A) ds) B is read off one exponential of the
     augmented matrix [[A, B], [0, 0]] dt (Van Loan's trick), so A need not be invertible.
@@ -188,7 +188,7 @@ def discretize(A, B, dt, method: str = "bilinear"):
 
 
 def eigenvalue_map(lam, dt, method: str = "bilinear"):
-    """Where a continuous eigenvalue lambda lands after discretisation (IV.1.16).
+    """Where a continuous eigenvalue lambda lands after discretisation (12.15).
 
     Args:
         lam: (complex) eigenvalues of A, an array of any shape or a number.

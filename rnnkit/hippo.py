@@ -4,33 +4,33 @@ A signal f seen up to time t is summarised by N coefficients c(t), its projectio
 N polynomials p_n(t, .) orthogonal for a measure w(t, x) over the past (the signal starts at
 time 0, f = 0 before):
 
-    (IV.1.1)  c_n(t) = int f(x) p_n(t, x) w(t, x) dx / ||p_n||^2,     f(x) ~ sum_n c_n(t) p_n(t, x)
+    (12.1)  c_n(t) = int f(x) p_n(t, x) w(t, x) dx / ||p_n||^2,     f(x) ~ sum_n c_n(t) p_n(t, x)
 
-Differentiating (IV.1.1) in t gives a linear ODE, in the HiPPO paper's sign convention
+Differentiating (12.1) in t gives a linear ODE, in the HiPPO paper's sign convention
 
-    (IV.1.2)  LegT, LagT:  dc/dt = -A c + B f(t)
-    (IV.1.3)  LegS:        dc/dt = -(1/t) A c + (1/t) B f(t)
+    (12.2)  LegT, LagT:  dc/dt = -A c + B f(t)
+    (12.3)  LegS:        dc/dt = -(1/t) A c + (1/t) B f(t)
 
 for three measures (n, k = 0..N-1, P_n Legendre, L_n Laguerre polynomials):
 
-    (IV.1.4)  LegT: w = 1/theta on [t - theta, t], p_n = P_n(2 (t - x)/theta - 1),
+    (12.4)  LegT: w = 1/theta on [t - theta, t], p_n = P_n(2 (t - x)/theta - 1),
               ||p_n||^2 = 1/(2n+1)
               A_nk = (2n+1)/theta * ((-1)^(n-k) if k <= n else 1),   B_n = (2n+1) (-1)^n / theta
-    (IV.1.5)  LagT: w = exp(-(t - x)) on x <= t, p_n = L_n(t - x), ||p_n|| = 1
+    (12.5)  LagT: w = exp(-(t - x)) on x <= t, p_n = L_n(t - x), ||p_n|| = 1
               A_nk = 1 if k <= n else 0,   B_n = 1
-    (IV.1.6)  LegS: w = 1/t on [0, t], p_n = sqrt(2n+1) P_n(2x/t - 1), ||p_n|| = 1
+    (12.6)  LegS: w = 1/t on [0, t], p_n = sqrt(2n+1) P_n(2x/t - 1), ||p_n|| = 1
               A_nk = sqrt(2n+1) sqrt(2k+1) if n > k,  n+1 if n = k,  0 if n < k;   B_n = sqrt(2n+1)
 
 LagT and LegS are exact for every f. LegT is exact while f is a polynomial of degree < N on the
 window (its derivation replaces the forgotten value f(t - theta) by the approximation of it).
-LegS has no timescale: substituting s = log t turns (IV.1.3) into the time-invariant
+LegS has no timescale: substituting s = log t turns (12.3) into the time-invariant
 dc/ds = -A c + B f, so compressing f(t) and f(2t) gives the same coefficients at t and 2t.
 
 Discrete, online (``compress``): sample k (k = 0..L-1) stands for the signal on the step
 (t_k - dt, t_k], t_k = (k+1) dt, and c_k approximates c(t_k), from c(0) = 0:
 
-    (IV.1.7)  LegT, LagT:  c_k = A_bar c_{k-1} + B_bar f_k,  (A_bar, B_bar) = discretize(-A, B, dt)
-    (IV.1.8)  LegS:        c_0 = f_0 e_0,  then the same step in log-time with
+    (12.7)  LegT, LagT:  c_k = A_bar c_{k-1} + B_bar f_k,  (A_bar, B_bar) = discretize(-A, B, dt)
+    (12.8)  LegS:        c_0 = f_0 e_0,  then the same step in log-time with
                            ds_k = log(t_k / t_{k-1}) = log((k+1)/k)
 
 Sampling at the step midpoints f(t_k - dt/2) makes the bilinear and ZOH versions second-order
@@ -76,7 +76,7 @@ def _gauss_legendre(n: int):
 
 
 def transition(measure: str, N: int, theta: float = 1.0):
-    """The HiPPO matrices (A, B) of (IV.1.4)-(IV.1.6), paper sign: dc/dt = -A c + B f.
+    """The HiPPO matrices (A, B) of (12.4)-(12.6), paper sign: dc/dt = -A c + B f.
 
     Args:
         measure: "legt", "lagt" or "legs".  N: number of coefficients.
@@ -90,14 +90,14 @@ def transition(measure: str, N: int, theta: float = 1.0):
         raise ValueError(f"theta: expected a positive window length, got {theta}")
     n = np.arange(N, dtype=np.float64)[:, None]            # (N, 1) row index
     k = np.arange(N, dtype=np.float64)[None, :]            # (1, N) column index
-    if measure == "legt":                                   # (IV.1.4)
+    if measure == "legt":                                   # (12.4)
         sign = np.where(k <= n, (-1.0) ** (n - k), 1.0)
         A = (2 * n + 1) / theta * sign
         B = (2 * n[:, 0] + 1) * (-1.0) ** n[:, 0] / theta
-    elif measure == "lagt":                                 # (IV.1.5)
+    elif measure == "lagt":                                 # (12.5)
         A = np.where(k <= n, 1.0, 0.0)
         B = np.ones(N)
-    else:                                                   # (IV.1.6)
+    else:                                                   # (12.6)
         r = np.sqrt(2 * n + 1) * np.sqrt(2 * k + 1)
         A = np.where(n > k, r, 0.0) + np.diag(n[:, 0] + 1)
         B = np.sqrt(2 * n[:, 0] + 1)
@@ -105,7 +105,7 @@ def transition(measure: str, N: int, theta: float = 1.0):
 
 
 def basis(measure: str, N: int, t: float, x, theta: float = 1.0):
-    """The polynomials p_n(t, x) of (IV.1.4)-(IV.1.6) at the points x: f(x) ~ sum_n c_n(t) p_n(t, x).
+    """The polynomials p_n(t, x) of (12.4)-(12.6) at the points x: f(x) ~ sum_n c_n(t) p_n(t, x).
 
     Args:
         x: (M,) times, inside the measure's support ([t - theta, t], x <= t, or [0, t]).
@@ -126,7 +126,7 @@ def basis(measure: str, N: int, t: float, x, theta: float = 1.0):
 
 
 def project(f, measure: str, N: int, t: float, theta: float = 1.0, n_quad: int = 200):
-    """The exact coefficients c(t) of (IV.1.1), by Gauss-Legendre quadrature (the reference).
+    """The exact coefficients c(t) of (12.1), by Gauss-Legendre quadrature (the reference).
 
     The signal starts at time 0 (f = 0 before), so the integral runs over the part of the
     measure's support inside [0, t].
@@ -159,7 +159,7 @@ def project(f, measure: str, N: int, t: float, theta: float = 1.0, n_quad: int =
 
 def compress(f_samples, measure: str, N: int, dt: float, theta: float = 1.0,
              method: str = "bilinear"):
-    """Online compression (IV.1.7)-(IV.1.8): the coefficients after each sample.
+    """Online compression (12.7)-(12.8): the coefficients after each sample.
 
     Args:
         f_samples: (L,) the signal over each step (t_k - dt, t_k], t_k = (k+1) dt: its midpoint
@@ -179,14 +179,14 @@ def compress(f_samples, measure: str, N: int, dt: float, theta: float = 1.0,
     A, B = transition(measure, N, theta)
     L = f.shape[0]
     c = np.zeros((L, N))
-    if measure != "legs":                                   # (IV.1.7), time-invariant
+    if measure != "legs":                                   # (12.7), time-invariant
         A_bar, B_bar = discretize(-A, B, dt, method)
         state = np.zeros(N)
         for k in range(L):
             state = A_bar @ state + B_bar * f[k]
             c[k] = state
         return c
-    if L:                                                   # (IV.1.8), LegS in log-time
+    if L:                                                   # (12.8), LegS in log-time
         c[0, 0] = f[0]
     chunk = 256                                             # discretise 256 steps at a time
     for start in range(1, L, chunk):
@@ -198,7 +198,7 @@ def compress(f_samples, measure: str, N: int, dt: float, theta: float = 1.0,
 
 
 def reconstruct(c, measure: str, t: float, x, theta: float = 1.0):
-    """Evaluate the approximation sum_n c_n p_n(t, x) of (IV.1.1) at the times x.
+    """Evaluate the approximation sum_n c_n p_n(t, x) of (12.1) at the times x.
 
     Args:
         c: (N,) coefficients at time t (a row of ``compress`` or ``project``).

@@ -6,20 +6,25 @@ chapter 1: x_t is (B, D), h_t is (B, H), the memory m_t is (B, N).
 LMU. A scalar u_t is written into a LegT memory of window theta (in steps of dt); the
 nonlinear hidden state reads the memory:
 
-    (IV.2.1)  u_t = x_t e_x + h_{t-1} e_h + m_{t-1} e_m                    (B,)
-    (IV.2.2)  m_t = m_{t-1} A_bar^T + u_t B_bar^T                            (B, N)
-    (IV.2.3)  h_t = tanh(x_t W_x + h_{t-1} W_h + m_t W_m)                    (B, H)
-    (IV.2.4)  (A_bar, B_bar) = ZOH(A, B, dt),  A = -A_LegT(theta),  B = B_LegT(theta)   (IV.1.4)
+    (12.16)  u_t = x_t e_x + h_{t-1} e_h + m_{t-1} e_m                    (B,)
+    (12.17)  m_t = m_{t-1} A_bar^T + u_t B_bar^T                            (B, N)
+    (12.18)  h_t = tanh(x_t W_x + h_{t-1} W_h + m_t W_m)                    (B, H)
+    (12.19)  theta m'(t) = A m(t) + B u(t),  a_ij = (2i+1) (-1 if i < j else (-1)^(i-j+1)),
+             b_i = (2i+1) (-1)^i,   (A_bar, B_bar) = ZOH(A / theta, B / theta, dt)
+
+The LMU paper writes its memory in its own form (12.19) (``memory_matrices``); it is HiPPO-LegT
+(12.4) with the sign convention flipped and theta taken out: A / theta = -A_LegT(theta),
+B / theta = B_LegT(theta) (asserted in tests/test_lmu.py and in chapter 12)
 
 so that u(t - r) ~ sum_i m_i P_i(2 r / theta - 1) for 0 <= r <= theta (``hippo.reconstruct``).
 
 LSSL. H independent single-input single-output SSMs, one per channel, each with its own step
 dt_h = exp(log_dt_h), sharing a fixed HiPPO (A, B) (SSM sign, A = -A_HiPPO):
 
-    (IV.2.5)  x'(t) = A x(t) + B u(t),   y(t) = C x(t) + D u(t)             x: (N,), u, y scalars
-    (IV.2.6)  (A_bar, B_bar) = bilinear(A, B, dt_h)                          (IV.1.13)
-    (IV.2.7)  recurrent:       x_k = A_bar x_{k-1} + B_bar u_k,   y_k = C x_k + D u_k
-    (IV.2.8)  convolutional:   K = (C B_bar, C A_bar B_bar, ..., C A_bar^{L-1} B_bar),   y = K * u + D u
+    (12.20)  x'(t) = A x(t) + B u(t),   y(t) = C x(t) + D u(t)             x: (N,), u, y scalars
+    (12.21)  (A_bar, B_bar) = bilinear(A, B, dt_h)                          (12.12)
+    (12.22)  recurrent:       x_k = A_bar x_{k-1} + B_bar u_k,   y_k = C x_k + D u_k
+    (12.23)  convolutional:   K = (C B_bar, C A_bar B_bar, ..., C A_bar^{L-1} B_bar),   y = K * u + D u
 
 The convolution is computed by FFT in O(L log L); the kernel here is the naive Krylov product by
 powers of A_bar, O(L N^2), which S4 (``rnnkit.s4``) replaces by a fast, stable algorithm and uses
@@ -50,12 +55,12 @@ from .checks import check_floating, check_params, check_positive_int, check_shap
 from .discretize import bilinear, zoh
 from .hippo import transition
 
-__all__ = ["LMUState", "init", "step", "forward", "lssl_init", "lssl_discretize", "ssm_step",
+__all__ = ["LMUState", "memory_matrices", "init", "step", "forward", "lssl_init", "lssl_discretize", "ssm_step",
            "ssm_scan", "ssm_kernel", "fft_conv", "lssl_step", "lssl_forward", "lssl_forward_conv"]
 
 
 # ----------------------------------------------------------------------------------------------
-# LMU (IV.2.1)-(IV.2.4)
+# LMU (12.16)-(12.19)
 
 class LMUState(NamedTuple):
     """The two recurrent states of the LMU."""
@@ -64,9 +69,25 @@ class LMUState(NamedTuple):
     m: object  # (B, N) memory
 
 
+def memory_matrices(N: int):
+    """The LMU's continuous memory (A, B) of (12.19), theta m' = A m + B u, as the LMU paper writes it.
+
+    Args:
+        N: memory order (number of Legendre coefficients).
+    Returns:
+        A (N, N), B (N,), float64 NumPy arrays (no theta: divide both by theta for m').
+    """
+    check_positive_int("N", N)
+    i = np.arange(N, dtype=np.float64)[:, None]            # (N, 1) row index
+    j = np.arange(N, dtype=np.float64)[None, :]            # (1, N) column index
+    A = (2 * i + 1) * np.where(i < j, -1.0, (-1.0) ** (i - j + 1))
+    B = (2 * i[:, 0] + 1) * (-1.0) ** i[:, 0]
+    return A, B
+
+
 def init(rng: np.random.Generator, D: int, H: int, N: int, theta: float, dt: float = 1.0,
          dtype=np.float64) -> dict:
-    """LMU parameters: encoders e_*, kernels W_*, and the fixed memory (A_bar, B_bar) of (IV.2.4).
+    """LMU parameters: encoders e_*, kernels W_*, and the fixed memory (A_bar, B_bar) of (12.19).
 
     Args:
         D: input size.  H: hidden size.  N: memory order (Legendre coefficients).
@@ -81,8 +102,10 @@ def init(rng: np.random.Generator, D: int, H: int, N: int, theta: float, dt: flo
     def glorot(n_in, n_out):
         return rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), size=(n_in, n_out))
 
-    A, B = transition("legt", N, theta)
-    A_bar, B_bar = zoh(-A, B, dt)                           # (IV.2.4)
+    if not theta > 0:
+        raise ValueError(f"theta: expected a positive window length, got {theta}")
+    A, B = memory_matrices(N)
+    A_bar, B_bar = zoh(A / theta, B / theta, dt)            # (12.19)
     params = {
         "e_x": rng.uniform(-np.sqrt(3.0 / D), np.sqrt(3.0 / D), size=D),
         "e_h": rng.uniform(-np.sqrt(3.0 / H), np.sqrt(3.0 / H), size=H),
@@ -102,17 +125,17 @@ def _check_params(params: dict, specs, dims: dict, src: dict) -> None:
 
 
 def _lmu_cell(params, xe_t, xw_t, state: LMUState):
-    """(IV.2.1)-(IV.2.3) given the input terms x_t e_x (B,) and x_t W_x (B, H)."""
+    """(12.16)-(12.18) given the input terms x_t e_x (B,) and x_t W_x (B, H)."""
     h, m = state
-    u = xe_t + h @ params["e_h"] + m @ params["e_m"]              # (B,)     (IV.2.1)
-    m = m @ params["A_bar"].T + u[:, None] * params["B_bar"]       # (B, N)   (IV.2.2)
+    u = xe_t + h @ params["e_h"] + m @ params["e_m"]              # (B,)     (12.16)
+    m = m @ params["A_bar"].T + u[:, None] * params["B_bar"]       # (B, N)   (12.17)
     xp = xp_of(h)
-    h = xp.tanh(xw_t + h @ params["W_h"] + m @ params["W_m"])      # (B, H)   (IV.2.3)
+    h = xp.tanh(xw_t + h @ params["W_h"] + m @ params["W_m"])      # (B, H)   (12.18)
     return h, LMUState(h, m)
 
 
 def step(params: dict, x_t, state: LMUState):
-    """One LMU step, (IV.2.1)-(IV.2.3).
+    """One LMU step, (12.16)-(12.18).
 
     Args:
         params: from ``init``.  x_t: (B, D).  state: ``LMUState`` with h (B, H), m (B, N).
@@ -158,7 +181,7 @@ def forward(params: dict, x, state: LMUState | None = None):
 
 
 # ----------------------------------------------------------------------------------------------
-# LSSL (IV.2.5)-(IV.2.8)
+# LSSL (12.20)-(12.23)
 
 def lssl_init(rng: np.random.Generator, H: int, N: int, measure: str = "legs", theta: float = 1.0,
               dt_min: float = 1e-3, dt_max: float = 1e-1, dtype=np.float64) -> dict:
@@ -189,7 +212,7 @@ _SSM_SPECS = (("A_bar", "H N N"), ("B_bar", "H N"), ("C", "H N"), ("D", "H"))
 
 
 def lssl_discretize(params: dict) -> dict:
-    """The discrete system of every channel, (IV.2.6): dt = exp(log_dt) keeps the step positive.
+    """The discrete system of every channel, (12.21): dt = exp(log_dt) keeps the step positive.
 
     Returns:
         ssm: dict with A_bar (H, N, N), B_bar (H, N), C (H, N), D (H,), the input of ``ssm_*``.
@@ -209,7 +232,7 @@ def _output(xp, C, x, D, u):
 
 
 def ssm_step(ssm: dict, u_t, x_prev):
-    """One step of (IV.2.7) for H channels.
+    """One step of (12.22) for H channels.
 
     Args:
         ssm: A_bar (H, N, N), B_bar (H, N), C (H, N), D (H,).
@@ -227,7 +250,7 @@ def ssm_step(ssm: dict, u_t, x_prev):
 
 
 def ssm_scan(ssm: dict, u, x0=None):
-    """(IV.2.7) over a sequence: the recurrent view, O(L H N^2).
+    """(12.22) over a sequence: the recurrent view, O(L H N^2).
 
     Args:
         ssm: as in ``ssm_step``.  u: (B, L, H).  x0: (B, H, N), zeros if None.
@@ -254,7 +277,7 @@ def ssm_scan(ssm: dict, u, x0=None):
 
 
 def ssm_kernel(ssm: dict, L: int):
-    """The convolution kernel of (IV.2.8) by powers of A_bar: the naive reference, O(L H N^2).
+    """The convolution kernel of (12.23) by powers of A_bar: the naive reference, O(L H N^2).
 
     Stable here because it multiplies vectors step by step; what fails for HiPPO matrices is
     computing large powers A_bar^l in closed form or by fast Krylov algorithms (S4, section 3.1).
@@ -293,7 +316,7 @@ def fft_conv(K, u):
 
 
 def lssl_step(params: dict, u_t, x_prev):
-    """One LSSL step (IV.2.7); for generation call ``lssl_discretize`` once and ``ssm_step``."""
+    """One LSSL step (12.22); for generation call ``lssl_discretize`` once and ``ssm_step``."""
     return ssm_step(lssl_discretize(params), u_t, x_prev)
 
 
@@ -303,7 +326,7 @@ def lssl_forward(params: dict, u, x0=None):
 
 
 def lssl_forward_conv(params: dict, u):
-    """Convolutional view of the LSSL (IV.2.8): u (B, L, H) -> y (B, L, H), from a zero state."""
+    """Convolutional view of the LSSL (12.23): u (B, L, H) -> y (B, L, H), from a zero state."""
     ssm = lssl_discretize(params)
     check_shape("u", u, "B L H", {"H": ssm["D"].shape[0]})
     check_floating("u", u)

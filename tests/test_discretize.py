@@ -178,7 +178,7 @@ def test_bad_inputs_raise_clear_errors():
 @given(N=st.integers(1, 5), H=st.integers(1, 3), method=st.sampled_from(dz.METHODS),
        seed=st.integers(0, 2**16))
 def test_one_step_property(N, H, method, seed):
-    """For any stable diagonal system the discretisation acts mode by mode as (IV.1.16) says."""
+    """For any stable diagonal system the discretisation acts mode by mode as (12.15) says."""
     rng = np.random.default_rng(seed)
     lam = -rng.uniform(0.1, 3.0, size=(H, N))
     A_h = np.stack([np.diag(l) for l in lam])

@@ -23,14 +23,14 @@ def derivative(F, t, h=1e-3):
 def rhs(measure, N, t, f):
     A, B = hippo.transition(measure, N, THETA)
     c = hippo.project(f, measure, N, t, THETA)
-    out = -A @ c + B * f(np.array([t]))[0]                   # (IV.1.2)
-    return out / t if measure == "legs" else out             # (IV.1.3)
+    out = -A @ c + B * f(np.array([t]))[0]                   # (12.2)
+    return out / t if measure == "legs" else out             # (12.3)
 
 
 @pytest.mark.parametrize("measure", hippo.MEASURES)
 @pytest.mark.parametrize("N", [1, 4, 8])
 def test_closed_form_matrices_satisfy_the_projection_ode(measure, N):
-    """d/dt of the quadrature projection (IV.1.1) equals -A c + B f with the closed-form A, B."""
+    """d/dt of the quadrature projection (12.1) equals -A c + B f with the closed-form A, B."""
     # LegT is exact for polynomials of degree < N on the window (its derivation approximates the
     # value leaving the window by the reconstruction), LagT and LegS for every signal.
     f = np.polynomial.Polynomial([0.3, -1.0, 0.5, 0.2, -0.1, 0.05, 0.02, -0.01][:N])
@@ -105,7 +105,7 @@ def test_compress_converges_second_order(measure, method):
     """Samples at the step midpoints: halving dt quarters the error (bilinear and ZOH).
 
     The limit is the projection for LegS and LagT; for LegT (not exact for this signal) it is the
-    solution of the ODE (IV.1.2), taken from a run with a 32 times smaller step.
+    solution of the ODE (12.2), taken from a run with a 32 times smaller step.
     """
     N, T = 10, 3.0
     def last(L):

@@ -36,7 +36,7 @@ def test_lmu_step_loop_equals_forward():
 
 
 def test_lmu_equations_by_hand():
-    """One step written out from (IV.2.1)-(IV.2.3), independent of the module's helper."""
+    """One step written out from (12.16)-(12.18), independent of the module's helper."""
     rng = np.random.default_rng(1)
     p, x, (h, m) = make_lmu(rng)
     u = x[:, 0] @ p["e_x"] + h @ p["e_h"] + m @ p["e_m"]
@@ -45,6 +45,20 @@ def test_lmu_equations_by_hand():
     got_h, got = lmu.step(p, x[:, 0], lmu.LMUState(h, m))
     assert_close("m_1", m_new, got.m, rtol=RTOL)
     assert_close("h_1", h_new, got_h, rtol=RTOL)
+
+
+@pytest.mark.parametrize("N", [1, 2, 5, 12])
+def test_lmu_matrices_are_hippo_legt_up_to_sign_and_theta(N):
+    """(12.19) in the LMU paper's form against (12.4) in HiPPO's: A / theta = -A_LegT, B / theta = B_LegT."""
+    theta = 7.5
+    A, B = lmu.memory_matrices(N)
+    A_h, B_h = hippo.transition("legt", N, theta)
+    assert_close("A / theta", -A_h, A / theta, rtol=1e-15)
+    assert_close("B / theta", B_h, B / theta, rtol=1e-15)
+    # The top-left 3x3 block written out from the LMU paper's equation (2), as a fixed anchor.
+    if N == 5:
+        assert_close("A[:3, :3]", np.array([[-1.0, -1, -1], [3, -3, -3], [-5, 5, -5]]), A[:3, :3], rtol=0)
+        assert_close("B[:3]", np.array([1.0, -3, 5]), B[:3], rtol=0)
 
 
 def test_lmu_memory_is_the_zoh_of_legt():
@@ -162,6 +176,8 @@ def test_bad_inputs_raise_clear_errors():
         lmu.forward(params, np.ones((3, 7, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="N: expected a positive integer, got 0"):
         lmu.init(rng, 4, 5, 0, 10.0)
+    with pytest.raises(ValueError, match="theta: expected a positive window length, got 0"):
+        lmu.init(rng, 4, 5, 3, 0.0)
     lp, u = make_lssl(rng, B=2, L=5, H=3, N=8)
     with pytest.raises(ValueError, match=r"u: expected shape \(B=2, L=5, H=3\).*got \(2, 5, 2\)"):
         lmu.lssl_forward_conv(lp, u[..., :2])
