@@ -1,14 +1,14 @@
 """HGRN's token mixer (HGRU): a gated linear recurrence whose forget gate has a learnt lower bound.
 
-Equations, numbered as in chapter 8 (row vectors: x_t is (B, D), h_t is (B, H); real variant):
+Equations, numbered as in chapter 11 (row vectors: x_t is (B, D), h_t is (B, H); real variant):
 
-    (8.32) c_t = SiLU(x_t W_c + b_c),   SiLU(v) = v sigma(v)             input
-    (8.33) mu_t = sigma(x_t W_f + b_f)                                  forget gate
-    (8.34) lambda_t = gamma + (1 - gamma) mu_t                          lower bound gamma in [0, 1)
-    (8.35) h_t = lambda_t h_{t-1} + (1 - lambda_t) c_t                  the scan (8.1); input gate tied
+    (11.20) c_t = SiLU(x_t W_c + b_c),   SiLU(v) = v sigma(v)             input
+    (11.21) mu_t = sigma(x_t W_f + b_f)                                  forget gate
+    (11.22) lambda_t = gamma + (1 - gamma) mu_t                          lower bound gamma in [0, 1)
+    (11.23) h_t = lambda_t h_{t-1} + (1 - lambda_t) c_t     a scan (chapter 9), input gate tied
            1 - lambda_t = (1 - gamma) sigma(-(x_t W_f + b_f))           (no cancellation near 1)
-    (8.36) o_t = sigma(x_t W_g + b_g),   y_t = LayerNorm(o_t h_t) W_o + b_o       output gate
-    (8.37) lower bounds of layers k = 1..K from one learnt Gamma (K, H), softmax over layers:
+    (11.24) o_t = sigma(x_t W_g + b_g),   y_t = LayerNorm(o_t h_t) W_o + b_o       output gate
+    (11.25) lower bounds of layers k = 1..K from one learnt Gamma (K, H), softmax over layers:
            gamma^k = [cumsum_k softmax(Gamma)]_k - [softmax(Gamma)]_1,   so 0 = gamma^1 <= ... < 1
 
 Lower layers may forget quickly (gamma near 0); upper layers are forced to remember (gamma near 1).
@@ -55,7 +55,7 @@ def init(rng: np.random.Generator, D: int, H: int, dtype=np.float64) -> dict:
 
 
 def lower_bounds(Gamma):
-    """Lower bounds gamma^k of every layer (8.37).  Gamma: (K, H) -> (K, H), row 0 all zeros."""
+    """Lower bounds gamma^k of every layer (11.25).  Gamma: (K, H) -> (K, H), row 0 all zeros."""
     check_shape("Gamma", Gamma, "K H")
     check_floating("Gamma", Gamma)
     xp = xp_of(Gamma)
@@ -82,16 +82,16 @@ def _check(params: dict, x, x_name: str, x_spec: str, h, h_name: str, lower_boun
 
 
 def _recurrence(params: dict, x, lower_bound):
-    """lambda_t and (1 - lambda_t) c_t of (8.35) for any leading shape (..., H)."""
+    """lambda_t and (1 - lambda_t) c_t of (11.23) for any leading shape (..., H)."""
     p_c = x @ params["W_c"] + params["b_c"]
-    c = p_c * sigmoid(p_c)                                    # (..., H)  (8.32)
+    c = p_c * sigmoid(p_c)                                    # (..., H)  (11.20)
     k_f = x @ params["W_f"] + params["b_f"]
-    lam = lower_bound + (1 - lower_bound) * sigmoid(k_f)      # (..., H)  (8.33)-(8.34)
+    lam = lower_bound + (1 - lower_bound) * sigmoid(k_f)      # (..., H)  (11.21)-(11.22)
     return lam, (1 - lower_bound) * sigmoid(-k_f) * c
 
 
 def _output(params: dict, x, h):
-    """(8.36): y = LayerNorm(sigma(x W_g + b_g) * h) W_o + b_o, for any leading shape."""
+    """(11.24): y = LayerNorm(sigma(x W_g + b_g) * h) W_o + b_o, for any leading shape."""
     xp = xp_of(h)
     v = sigmoid(x @ params["W_g"] + params["b_g"]) * h        # (..., H)
     mean = xp.mean(v, axis=-1, keepdims=True)
@@ -101,7 +101,7 @@ def _output(params: dict, x, h):
 
 
 def step(params: dict, x_t, h_prev, lower_bound=0.0):
-    """One step (8.32)-(8.36).
+    """One step (11.20)-(11.24).
 
     Args:
         x_t: (B, D).  h_prev: (B, H).  lower_bound: gamma of this layer, a number or (H,) in [0, 1).
@@ -129,14 +129,14 @@ def forward(params: dict, x, h0=None, lower_bound=0.0):
         h0 = xp.zeros((dims["B"], dims["H"]), dtype=b.dtype, device=array_api_compat.device(b))
     h, hs = h0, []
     for t in range(dims["L"]):
-        h = lam[:, t, :] * h + b[:, t, :]                      # (B, H)  (8.35)
+        h = lam[:, t, :] * h + b[:, t, :]                      # (B, H)  (11.23)
         hs.append(h)
     return _output(params, x, xp.stack(hs, axis=1)), h
 
 
 def forward_scan(params: dict, x, h0=None, lower_bound=0.0, method: str = "chunked",
                  chunk_size: int | None = None):
-    """The HGRU with a parallel scan of (8.35) (c_t has either sign, so not method="log").
+    """The HGRU with a parallel scan of (11.23) (c_t has either sign, so not method="log").
 
     Returns y (B, L, D), h_last (B, H).
     """

@@ -1,27 +1,30 @@
 """minGRU and minLSTM: a GRU and an LSTM whose gates read only x_t, so that they train with a scan.
 
-Equations, numbered as in chapter 8 (row vectors: x_t is (B, D), h_t is (B, H); g keeps h~ > 0):
-
-    g(p) = p + 1/2 for p >= 0, sigma(p) for p < 0;   log g(p) = log(p + 1/2) or -softplus(-p)
+Equations, numbered as in chapter 11 (row vectors: x_t is (B, D), h_t is (B, H); g keeps h~ > 0):
 
 minGRU
-    (8.16) z_t = sigma(k_t),  k_t = x_t W_z + b_z                        update gate
-    (8.17) h~_t = g(p_t),     p_t = x_t W_h + b_h                        candidate state, positive
-    (8.18) h_t = (1 - z_t) h_{t-1} + z_t h~_t                 the scan (8.1) with a = 1 - z, b = z h~
-    (8.19) log(1 - z_t) = -softplus(k_t),  log z_t = -softplus(-k_t):   (8.4) with
+    (11.1) z_t = sigma(k_t),  k_t = x_t W_z + b_z                        update gate
+    (11.2) h~_t = g(p_t),     p_t = x_t W_h + b_h                        candidate state, positive
+    (11.3) h_t = (1 - z_t) h_{t-1} + z_t h~_t      = a_t h_{t-1} + b_t with a = 1 - z, b = z h~
+    (11.4) g(p) = p + 1/2 for p >= 0, sigma(p) for p < 0;  log g(p) = log(p + 1/2) or -softplus(-p)
+    (11.5) log(1 - z_t) = -softplus(k_t),  log z_t = -softplus(-k_t), so that
            log a_t = -softplus(k_t),  log b_t = -softplus(-k_t) + log g(p_t)
+    (11.6) log h_t = a*_t + logcumsumexp_{s<=t}(log b_s - a*_s),  a*_t = sum_{s<=t} log a_s
+           (plus the h_0 term; rnnkit.scan.log_space_scan, chapter 9)
 minLSTM
-    (8.20) f_t = sigma(x_t W_f + b_f),  i_t = sigma(x_t W_i + b_i),  h~_t = g(x_t W_h + b_h)
-    (8.21) f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)           normalised, so f' + i' = 1
-    (8.22) h_t = f'_t h_{t-1} + i'_t h~_t
-    (8.23) with d_t = log i_t - log f_t = softplus(-k^f_t) - softplus(-k^i_t):
-           log f'_t = -softplus(d_t),  log i'_t = -softplus(-d_t)
-minGRU backward (g_t = dLoss/dh_t from the outputs):
-    (8.24) (da_t, db_t, dh_0) from the reverse scan (8.6) with a_t = 1 - z_t, b_t = z_t h~_t
-    (8.25) dz_t = h~_t db_t - da_t,   dh~_t = z_t db_t
-    (8.26) dk_t = dz_t z_t (1 - z_t),  dp_t = dh~_t g'(p_t),  g'(p) = 1 (p >= 0), g (1 - g) (p < 0)
-    (8.27) dW_z = sum_t x_t^T dk_t,  db_z = sum_t dk_t,  dW_h = sum_t x_t^T dp_t,  db_h = sum_t dp_t,
-           dx_t = dk_t W_z^T + dp_t W_h^T
+    (11.7) f_t = sigma(x_t W_f + b_f),  i_t = sigma(x_t W_i + b_i),  h~_t = g(x_t W_h + b_h)
+    (11.8) f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)           normalised, so f' + i' = 1
+    (11.9) h_t = f'_t h_{t-1} + i'_t h~_t
+    (11.10) with d_t = log i_t - log f_t = softplus(-k^f_t) - softplus(-k^i_t):
+            log f'_t = -softplus(d_t),  log i'_t = -softplus(-d_t)
+minGRU backward (dh_t = dLoss/dh_t through the outputs only; delta_t the total gradient on h_t):
+    (11.11) the reverse scan delta_t = dh_t + a_{t+1} delta_{t+1},  delta_L = dh_L,  then
+            da_t = delta_t h_{t-1},  db_t = delta_t,  dh_0 = a_1 delta_1
+            (a_t = 1 - z_t, b_t = z_t h~_t; rnnkit.scan.linear_scan_backward, chapter 9)
+    (11.12) dz_t = h~_t db_t - da_t,   dh~_t = z_t db_t
+    (11.13) dk_t = dz_t z_t (1 - z_t),  dp_t = dh~_t g'(p_t),  g'(p) = 1 (p >= 0), g (1 - g) (p < 0)
+    (11.14) dW_z = sum_t x_t^T dk_t,  db_z = sum_t dk_t,  dW_h = sum_t x_t^T dp_t,
+            db_h = sum_t dp_t,  dx_t = dk_t W_z^T + dp_t W_h^T
 
 References:
     L. Feng, F. Tung, M. O. Ahmed, Y. Bengio and H. Hajimirsadeghi, "Were RNNs All We Needed?",
@@ -53,8 +56,8 @@ class MinGRUCache(NamedTuple):
 
     x: object        # (B, L, D) inputs
     h0: object       # (B, H) initial state, or None for zeros
-    z: object        # (B, L, H) update gates (8.16)
-    p: object        # (B, L, H) candidate pre-activations (8.17)
+    z: object        # (B, L, H) update gates (11.1)
+    p: object        # (B, L, H) candidate pre-activations (11.2)
     h_tilde: object  # (B, L, H) candidates g(p)
     h_all: object    # (B, L, H) h_1 ... h_L
 
@@ -115,21 +118,21 @@ def init(rng: np.random.Generator, D: int, H: int, dtype=np.float64) -> dict:
 
 
 def _gru_gates(params: dict, x):
-    """(8.16)-(8.17) for any leading shape: returns z, 1 - z, p, h~, all (..., H)."""
+    """(11.1)-(11.2) for any leading shape: returns z, 1 - z, p, h~, all (..., H)."""
     k = x @ params["W_z"] + params["b_z"]
     p = x @ params["W_h"] + params["b_h"]
     return sigmoid(k), sigmoid(-k), p, g(p)          # sigma(-k) is 1 - z without cancellation
 
 
 def step(params: dict, x_t, h_prev):
-    """One minGRU step (8.16)-(8.18).  x_t: (B, D), h_prev: (B, H).  Returns h_t: (B, H)."""
+    """One minGRU step (11.1)-(11.3).  x_t: (B, D), h_prev: (B, H).  Returns h_t: (B, H)."""
     _check(params, GRU_KEYS, x_t, "x_t", "B D", h_prev, "h_prev")
     z, one_minus_z, _, h_tilde = _gru_gates(params, x_t)
     return one_minus_z * h_prev + z * h_tilde
 
 
 def forward(params: dict, x, h0=None, return_cache: bool = False):
-    """minGRU over a sequence, one step at a time (8.18) after computing all gates at once.
+    """minGRU over a sequence, one step at a time (11.3) after computing all gates at once.
 
     Args:
         x: (B, L, D).  h0: (B, H) initial state, zeros if None.
@@ -144,7 +147,7 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
     h = _zeros_state(xp, dims, b) if h0 is None else h0
     hs = []
     for t in range(dims["L"]):
-        h = one_minus_z[:, t, :] * h + b[:, t, :]             # (B, H)  (8.18)
+        h = one_minus_z[:, t, :] * h + b[:, t, :]             # (B, H)  (11.3)
         hs.append(h)
     h_all = xp.stack(hs, axis=1)
     if return_cache:
@@ -154,20 +157,20 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
 
 def forward_scan(params: dict, x, h0=None, method: str = "log", chunk_size: int | None = None,
                  return_cache: bool = False):
-    """minGRU over a sequence with a parallel scan: the log-space form (8.19) by default.
+    """minGRU over a sequence with a parallel scan: the log-space form (11.5) by default.
 
     Args: as ``forward``, plus ``method`` ("log", or any ``rnnkit.scan.METHODS`` entry run on
     a = 1 - z, b = z h~ in linear space) and ``chunk_size``. Returns: as ``forward``.
     On a CPU, "chunked" is the faster choice: NumPy's logaddexp costs a few transcendental
     functions per element, and the linear-space scan never divides by products of a_t, so it
-    cannot overflow either (only the closed form (8.3) can).
+    cannot overflow either (only chapter 9's closed form with products of a_t can).
     """
     _check(params, GRU_KEYS, x, "x", "B L D", h0, "h0")
     xp = xp_of(x, params["W_z"])
     if method == "log":
         k = x @ params["W_z"] + params["b_z"]                 # (B, L, H)
         p = x @ params["W_h"] + params["b_h"]
-        log_a, log_b = -softplus(k), -softplus(-k) + log_g(p)  # (8.19)
+        log_a, log_b = -softplus(k), -softplus(-k) + log_g(p)  # (11.5)
         h_all = xp.exp(log_space_scan(log_a, log_b, _log_h0(xp, h0)))
         if not return_cache:
             return h_all, h_all[:, -1, :]
@@ -182,7 +185,7 @@ def forward_scan(params: dict, x, h0=None, method: str = "log", chunk_size: int 
 
 def backward(params: dict, dh_all, cache: MinGRUCache, dh_last=None, method: str = "sequential",
              chunk_size: int | None = None):
-    """minGRU backward through the reverse scan, equations (8.24)-(8.27).
+    """minGRU backward through the reverse scan, equations (11.11)-(11.14).
 
     Args:
         dh_all: (B, L, H) dLoss/dh_t from the outputs.  cache: from ``forward`` or ``forward_scan``.
@@ -199,13 +202,13 @@ def backward(params: dict, dh_all, cache: MinGRUCache, dh_last=None, method: str
         dh_all = xp.concat([dh_all[:, :-1, :], xp.expand_dims(dh_all[:, -1, :] + dh_last, axis=1)],
                            axis=1)
     da, db, dh0 = linear_scan_backward(1 - z, h_all, dh_all, h0, method=method,
-                                       chunk_size=chunk_size)               # (8.24)
-    dz = h_tilde * db - da                                                   # (8.25)
+                                       chunk_size=chunk_size)               # (11.11)
+    dz = h_tilde * db - da                                                   # (11.12)
     dh_tilde = z * db
-    dk = dz * z * (1 - z)                                                    # (8.26)
+    dk = dz * z * (1 - z)                                                    # (11.13)
     dp = dh_tilde * xp.where(p >= 0, xp.ones_like(p), h_tilde * (1 - h_tilde))
     sum_bl = ((0, 1), (0, 1))
-    grads = {"W_z": xp.tensordot(x, dk, axes=sum_bl), "b_z": xp.sum(dk, axis=(0, 1)),   # (8.27)
+    grads = {"W_z": xp.tensordot(x, dk, axes=sum_bl), "b_z": xp.sum(dk, axis=(0, 1)),   # (11.14)
              "W_h": xp.tensordot(x, dp, axes=sum_bl), "b_h": xp.sum(dp, axis=(0, 1))}
     dx = dk @ params["W_z"].T + dp @ params["W_h"].T
     return grads, dx, dh0
@@ -218,7 +221,7 @@ def minlstm_init(rng: np.random.Generator, D: int, H: int, dtype=np.float64) -> 
 
 
 def _lstm_log_gates(params: dict, x):
-    """log f'_t, log i'_t (8.23) and log h~_t for any leading shape, each (..., H)."""
+    """log f'_t, log i'_t (11.10) and log h~_t for any leading shape, each (..., H)."""
     k_f = x @ params["W_f"] + params["b_f"]
     k_i = x @ params["W_i"] + params["b_i"]
     d = softplus(-k_f) - softplus(-k_i)                       # log i - log f
@@ -226,7 +229,7 @@ def _lstm_log_gates(params: dict, x):
 
 
 def minlstm_step(params: dict, x_t, h_prev):
-    """One minLSTM step (8.20)-(8.22).  x_t: (B, D), h_prev: (B, H).  Returns h_t: (B, H)."""
+    """One minLSTM step (11.7)-(11.9).  x_t: (B, D), h_prev: (B, H).  Returns h_t: (B, H)."""
     _check(params, LSTM_KEYS, x_t, "x_t", "B D", h_prev, "h_prev")
     xp = xp_of(x_t, params["W_f"])
     log_f, log_i, log_h_tilde = _lstm_log_gates(params, x_t)
@@ -245,14 +248,14 @@ def minlstm_forward(params: dict, x, h0=None):
     h = _zeros_state(xp, dims, b) if h0 is None else h0
     hs = []
     for t in range(dims["L"]):
-        h = f_norm[:, t, :] * h + b[:, t, :]                 # (B, H)  (8.22)
+        h = f_norm[:, t, :] * h + b[:, t, :]                 # (B, H)  (11.9)
         hs.append(h)
     return xp.stack(hs, axis=1), h
 
 
 def minlstm_forward_scan(params: dict, x, h0=None, method: str = "log",
                          chunk_size: int | None = None):
-    """minLSTM with a parallel scan, log space (8.23) by default.  Returns h_all, h_last."""
+    """minLSTM with a parallel scan, log space (11.10) by default.  Returns h_all, h_last."""
     _check(params, LSTM_KEYS, x, "x", "B L D", h0, "h0")
     xp = xp_of(x, params["W_f"])
     log_f, log_i, log_h_tilde = _lstm_log_gates(params, x)

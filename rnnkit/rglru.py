@@ -1,16 +1,20 @@
 """The Real-Gated Linear Recurrent Unit (RG-LRU) of Griffin and Hawk.
 
-Equations, numbered as in chapter 8 (row vectors: x_t and h_t are (B, D); c = 8 is a constant):
+Equations, numbered as in chapter 11 (row vectors: x_t and h_t are (B, D); c = 8 is a constant):
 
-    (8.28) r_t = sigma(x_t W_a + b_a)                    recurrence gate
-    (8.29) i_t = sigma(x_t W_x + b_x)                    input gate
-    (8.30) a_t = a^(c r_t),  a = sigma(Lambda):   log a_t = -c softplus(-Lambda) r_t   (log space)
-    (8.31) h_t = a_t h_{t-1} + sqrt(1 - a_t^2) (i_t x_t)          the scan (8.1)
+    (11.15) r_t = sigma(x_t W_a + b_a)                    recurrence gate
+    (11.16) i_t = sigma(x_t W_x + b_x)                    input gate
+    (11.17) a_t = a^(c r_t),  a = sigma(Lambda):   log a_t = -c softplus(-Lambda) r_t   (log space)
+    (11.18) h_t = a_t h_{t-1} + sqrt(1 - a_t^2) (i_t x_t)          a scan (chapter 9)
            sqrt(1 - a_t^2) = sqrt(-expm1(2 log a_t)), accurate when a_t is close to 1
 
 The gate r_t only ever shrinks the decay towards a^c <= a_t <= 1: with r_t = 0 the state is copied,
 with r_t = 1 it decays at the learnt rate. sqrt(1 - a_t^2) keeps the state's variance near that of
-i_t x_t, like gamma in the LRU (8.8).
+i_t x_t, like gamma in the LRU (chapter 10):
+    (11.19) for u_t = i_t x_t of variance s^2, uncorrelated with the past:
+            E h_t^2 = a_t^2 E h_{t-1}^2 + (1 - a_t^2) s^2,   a convex combination, so
+            E h_t^2 <= max(E h_0^2, s^2); without the factor, E h_t^2 -> s^2 / (1 - a^2) for a
+            constant a (500 s^2 at a = 0.999).
 
 References:
     S. De, S. L. Smith, A. Fernando et al., "Griffin: Mixing Gated Linear Recurrences with Local
@@ -66,18 +70,18 @@ def _check(params: dict, x, x_name: str, x_spec: str, h, h_name: str) -> dict:
 
 
 def _coefficients(params: dict, x, c: float):
-    """a_t and b_t = sqrt(1 - a_t^2) i_t x_t of (8.31) for any leading shape (..., D)."""
+    """a_t and b_t = sqrt(1 - a_t^2) i_t x_t of (11.18) for any leading shape (..., D)."""
     if not c > 0:
         raise ValueError(f"c: expected a positive number, got {c}")
     xp = xp_of(x, params["Lambda"])
-    r = sigmoid(x @ params["W_a"] + params["b_a"])           # (..., D)  (8.28)
-    i = sigmoid(x @ params["W_x"] + params["b_x"])           # (..., D)  (8.29)
-    log_a = -c * softplus(-params["Lambda"]) * r             # (..., D)  (8.30)
+    r = sigmoid(x @ params["W_a"] + params["b_a"])           # (..., D)  (11.15)
+    i = sigmoid(x @ params["W_x"] + params["b_x"])           # (..., D)  (11.16)
+    log_a = -c * softplus(-params["Lambda"]) * r             # (..., D)  (11.17)
     return xp.exp(log_a), xp.sqrt(-xp.expm1(2.0 * log_a)) * (i * x)
 
 
 def step(params: dict, x_t, h_prev, c: float = C_DEFAULT):
-    """One step (8.28)-(8.31).  x_t: (B, D), h_prev: (B, D).  Returns h_t: (B, D)."""
+    """One step (11.15)-(11.18).  x_t: (B, D), h_prev: (B, D).  Returns h_t: (B, D)."""
     _check(params, x_t, "x_t", "B D", h_prev, "h_prev")
     a, b = _coefficients(params, x_t, c)
     return a * h_prev + b
@@ -87,7 +91,7 @@ def forward(params: dict, x, h0=None, c: float = C_DEFAULT):
     """The RG-LRU over a sequence, one step at a time after computing all gates at once.
 
     Args:
-        x: (B, L, D).  h0: (B, D) initial state, zeros if None.  c: the constant of (8.30).
+        x: (B, L, D).  h0: (B, D) initial state, zeros if None.  c: the constant of (11.17).
     Returns:
         h_all (B, L, D), h_last (B, D).
     """
@@ -98,14 +102,14 @@ def forward(params: dict, x, h0=None, c: float = C_DEFAULT):
         h0 = xp.zeros((dims["B"], dims["D"]), dtype=b.dtype, device=array_api_compat.device(b))
     h, hs = h0, []
     for t in range(dims["L"]):
-        h = a[:, t, :] * h + b[:, t, :]                      # (B, D)  (8.31)
+        h = a[:, t, :] * h + b[:, t, :]                      # (B, D)  (11.18)
         hs.append(h)
     return xp.stack(hs, axis=1), h
 
 
 def forward_scan(params: dict, x, h0=None, c: float = C_DEFAULT, method: str = "chunked",
                  chunk_size: int | None = None):
-    """The RG-LRU with a parallel scan of (8.31) (b_t has either sign, so not method="log").
+    """The RG-LRU with a parallel scan of (11.18) (b_t has either sign, so not method="log").
 
     Returns h_all (B, L, D), h_last (B, D).
     """
