@@ -1,23 +1,24 @@
 """The Linear Recurrent Unit (LRU): a complex diagonal linear recurrence with a stable parametrisation.
 
-Equations, numbered as in chapter 8 (u_k is a real (D,) input, x_k a complex (N,) state; products
+Equations, numbered as in chapter 10 (u_k is a real (D,) input, x_k a complex (N,) state; products
 with a vector are elementwise, the paper's Lambda is the diagonal lambda):
 
-    (8.7)  lambda = exp(-exp(nu_log) + i exp(theta_log))       |lambda| = exp(-exp(nu_log)) < 1 always
-    (8.8)  gamma = exp(gamma_log), initialised to sqrt(1 - |lambda|^2)   (normalises the state's size)
-    (8.9)  x_k = lambda * x_{k-1} + gamma * (B u_k),      B = B_re + i B_im   (N, D)
-    (8.10) y_k = Re(C x_k) + D * u_k,                     C = C_re + i C_im   (D, N)
-    (8.11) ring initialisation: |lambda|^2 ~ U[r_min^2, r_max^2], arg lambda ~ U[0, max_phase], so
-           nu_log = log(-log(U[r_min^2, r_max^2]) / 2),  theta_log = log(max_phase U[0, 1])
+    (10.6)  lambda = exp(-exp(nu_log) + i exp(theta_log))     |lambda| = exp(-exp(nu_log)) < 1 always
+    (10.7)  ring initialisation: |lambda|^2 ~ U[r_min^2, r_max^2], arg lambda ~ U[0, max_phase], so
+            nu_log = log(-log(U[r_min^2, r_max^2]) / 2),  theta_log = log(max_phase U[0, 1])
+    (10.9)  gamma = exp(gamma_log), initialised to sqrt(1 - |lambda|^2)  (normalises the state's size)
+    (10.10) x_k = lambda * x_{k-1} + gamma * (B u_k),      B = B_re + i B_im   (N, D)
+    (10.11) y_k = Re(C x_k) + D * u_k,                     C = C_re + i C_im   (D, N)
 
 Backward (complex gradients as dz = dL/dRe z + i dL/dIm z, see ``rnnkit.scan``), with dy_k = dL/dy_k:
 
-    (8.12) dx_k (direct) = conj(C)^T dy_k;  dC = sum_k dy_k conj(x_k)^T;  dD = sum_k dy_k * u_k
-    (8.13) (dlambda, dBu_k, dx_0) from the reverse scan (8.6), with Bu_k = gamma * (B u_k)
-    (8.14) dnu_log = -exp(nu_log) Re(conj(lambda) dlambda),
-           dtheta_log = exp(theta_log) Im(conj(lambda) dlambda)
-    (8.15) dgamma_log = gamma * sum_k Re(dBu_k * conj(B u_k));  dB = sum_k (gamma * dBu_k) u_k^T;
-           du_k = Re(B^H (gamma * dBu_k)) + D * dy_k
+    (10.12) dx_k (direct) = conj(C)^T dy_k;  dC = sum_k dy_k conj(x_k)^T;  dD = sum_k dy_k * u_k
+    (10.13) (dlambda, dBu_k, dx_0) from the reverse scan (9.6), with Bu_k = gamma * (B u_k):
+            g_k = dx_k + conj(lambda) g_{k+1},  dlambda = sum_k g_k conj(x_{k-1}),  dBu_k = g_k
+    (10.14) dnu_log = -exp(nu_log) Re(conj(lambda) dlambda),
+            dtheta_log = exp(theta_log) Im(conj(lambda) dlambda)
+    (10.15) dgamma_log = gamma * sum_k Re(dBu_k * conj(B u_k));  dB = sum_k (gamma * dBu_k) u_k^T;
+            du_k = Re(B^H (gamma * dBu_k)) + D * dy_k
 
 Shapes are batch-first: u (B, L, D), x (B, L, N). (The batch letter B and the matrix B are told
 apart by context, as in the paper.) Complex matrices are stored as real and imaginary parts so that
@@ -58,7 +59,7 @@ class LRUCache(NamedTuple):
 
 def init(rng: np.random.Generator, D: int, N: int, *, r_min: float = 0.0, r_max: float = 1.0,
          max_phase: float = 6.28, dtype=np.float64) -> dict:
-    """LRU parameters with the ring initialisation (8.11) and gamma = sqrt(1 - |lambda|^2) (8.8).
+    """LRU parameters with the ring initialisation (10.7) and gamma = sqrt(1 - |lambda|^2) (10.9).
 
     Args:
         rng: NumPy random generator.  D: input and output size.  N: state size.
@@ -92,24 +93,24 @@ def _check_params(params: dict, dims: dict, src: dict) -> None:
 
 
 def lambda_of(params: dict):
-    """The diagonal lambda (N,) of (8.7), complex."""
+    """The diagonal lambda (N,) of (10.6), complex."""
     xp = xp_of(params["nu_log"])
     return xp.exp(-xp.exp(params["nu_log"]) + 1j * xp.exp(params["theta_log"]))
 
 
 def _input(params: dict, u):
-    """B u (8.9), complex, from the real input u (..., D) -> (..., N); two real products."""
+    """B u (10.10), complex, from the real input u (..., D) -> (..., N); two real products."""
     return u @ params["B_re"].T + 1j * (u @ params["B_im"].T)
 
 
 def _output(params: dict, x, u):
-    """y = Re(C x) + D * u (8.10): x (..., N) complex, u (..., D) real -> (..., D) real."""
+    """y = Re(C x) + D * u (10.11): x (..., N) complex, u (..., D) real -> (..., D) real."""
     xp = xp_of(x)
     return xp.real(x) @ params["C_re"].T - xp.imag(x) @ params["C_im"].T + params["D"] * u
 
 
 def step(params: dict, u_k, x_prev):
-    """One step (8.9)-(8.10).
+    """One step (10.10)-(10.11).
 
     Args:
         u_k: (B, D) real input.  x_prev: (B, N) complex state x_{k-1}.
@@ -123,7 +124,7 @@ def step(params: dict, u_k, x_prev):
     check_floating("u_k", u_k)
     xp = xp_of(u_k, params["B_re"])
     gamma = xp.exp(params["gamma_log"])                     # (N,)
-    x_k = lambda_of(params) * x_prev + gamma * _input(params, u_k)   # (B, N)  (8.9)
+    x_k = lambda_of(params) * x_prev + gamma * _input(params, u_k)   # (B, N)  (10.10)
     return _output(params, x_k, u_k), x_k
 
 
@@ -154,16 +155,16 @@ def forward(params: dict, u, x0=None, return_cache: bool = False):
     Bu = xp.exp(params["gamma_log"]) * v                     # (B, L, N)
     x, xs = x0, []
     for k in range(u.shape[1]):
-        x = lam * x + Bu[:, k, :]                            # (B, N)  (8.9)
+        x = lam * x + Bu[:, k, :]                            # (B, N)  (10.10)
         xs.append(x)
     x_all = xp.stack(xs, axis=1)                             # (B, L, N)
-    y = _output(params, x_all, u)                            # (B, L, D)  (8.10)
+    y = _output(params, x_all, u)                            # (B, L, D)  (10.11)
     return (y, x, LRUCache(u, x0, x_all, v)) if return_cache else (y, x)
 
 
 def forward_scan(params: dict, u, x0=None, method: str = "chunked", chunk_size: int | None = None,
                  return_cache: bool = False):
-    """The LRU over a whole sequence with a parallel scan of (8.9) (``rnnkit.scan.linear_scan``).
+    """The LRU over a whole sequence with a parallel scan of (10.10) (``rnnkit.scan.linear_scan``).
 
     Args: as ``forward``, plus ``method`` and ``chunk_size`` of ``linear_scan`` ("log" does not
     apply: lambda and B u are complex). Returns: as ``forward``.
@@ -178,12 +179,12 @@ def forward_scan(params: dict, u, x0=None, method: str = "chunked", chunk_size: 
 
 def backward(params: dict, dy, cache: LRUCache, dx_last=None, method: str = "sequential",
              chunk_size: int | None = None):
-    """Gradients of a real loss through the LRU, equations (8.12)-(8.15).
+    """Gradients of a real loss through the LRU, equations (10.12)-(10.15).
 
     Args:
         dy: (B, L, D) dLoss/dy_k.  cache: from ``forward`` or ``forward_scan``.
         dx_last: (B, N) complex extra gradient on x_L (if the final state feeds something else).
-        method, chunk_size: how to run the reverse scan (8.13).
+        method, chunk_size: how to run the reverse scan (10.13).
     Returns:
         grads: dict keyed like ``params`` (all real); du: (B, L, D); dx0: (B, N) complex.
     """
@@ -198,7 +199,7 @@ def backward(params: dict, dy, cache: LRUCache, dx_last=None, method: str = "seq
     C = params["C_re"] + 1j * params["C_im"]                 # (D, N)
     B_ = params["B_re"] + 1j * params["B_im"]                # (N, D)
     sum_bl = ((0, 1), (0, 1))                                # tensordot axes: sum over batch and time
-    # (8.12) output layer
+    # (10.12) output layer
     dC = xp.tensordot(dy + 0j, xp.conj(x_all), axes=sum_bl)  # (D, N)
     dD = xp.sum(dy * u, axis=(0, 1))                         # (D,)
     dx_all = (dy + 0j) @ xp.conj(C)                          # (B, L, N)
@@ -206,14 +207,14 @@ def backward(params: dict, dy, cache: LRUCache, dx_last=None, method: str = "seq
         check_shape("dx_last", dx_last, "B N", dims, src)
         tail = xp.concat([xp.zeros_like(dx_all[:, :-1, :]), xp.expand_dims(dx_last, axis=1)], axis=1)
         dx_all = dx_all + tail
-    # (8.13) the recurrence, as a reverse scan
+    # (10.13) the recurrence, as a reverse scan
     dlam, dBu, dx0 = linear_scan_backward(lam, x_all, dx_all, x0, method=method,
                                           chunk_size=chunk_size)
-    # (8.14) lambda = exp(w), w = -exp(nu_log) + i exp(theta_log): dw = conj(lambda) dlambda
+    # (10.14) lambda = exp(w), w = -exp(nu_log) + i exp(theta_log): dw = conj(lambda) dlambda
     dw = xp.conj(lam) * dlam                                 # (N,)
     dnu_log = -xp.exp(params["nu_log"]) * xp.real(dw)
     dtheta_log = xp.exp(params["theta_log"]) * xp.imag(dw)
-    # (8.15) input layer, Bu = gamma * v with v = B u
+    # (10.15) input layer, Bu = gamma * v with v = B u
     dgamma_log = gamma * xp.sum(xp.real(dBu * xp.conj(v)), axis=(0, 1))   # (N,)
     dv = gamma * dBu                                         # (B, L, N)
     dB = xp.tensordot(dv, u + 0j, axes=sum_bl)               # (N, D)

@@ -79,7 +79,7 @@ def test_init_ring_and_normalisation():
 
 def test_normalisation_keeps_state_variance_at_one():
     """With white-noise input and gamma = sqrt(1 - |lambda|^2), E|x_k|^2 tends to ||B_n||^2 for
-    every state n: the point of (8.8). Checked per state against the closed form of the variance."""
+    every state n: the point of (10.9). Checked per state against the closed form of the variance."""
     rng = np.random.default_rng(3)
     params = lru.init(rng, 1, 3, r_min=0.9, r_max=0.99)
     params["B_re"][:], params["B_im"][:] = 1.0, 0.0
