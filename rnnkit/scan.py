@@ -1,36 +1,38 @@
 """Scans for the diagonal linear recurrence that every model of Part III runs.
 
-Equations, numbered as in chapter 8 (all products elementwise; t = 1..L along axis 1):
+Equations, numbered as in chapter 9 (all products elementwise; t = 1..L along axis 1):
 
-    (8.1)  h_t = a_t * h_{t-1} + b_t                      the recurrence, h_0 given (zero by default)
-    (8.2)  (a, b) . (a', b') = (a' a, a' b + b')           "apply (a, b), then (a', b')": associative,
+    (9.1)  h_t = a_t * h_{t-1} + b_t                      the recurrence, h_0 given (zero by default)
+    (9.2)  (a, b) . (a', b') = (a' a, a' b + b')           "apply (a, b), then (a', b')": associative,
                                                            so any bracketing gives the same h_t
-    (8.3)  h_t = A_t h_0 + sum_{s<=t} (A_t / A_s) b_s,     A_t = a_1 a_2 ... a_t   (unrolled)
-    (8.4)  log h_t = a*_t + logsumexp(log h_0, {log b_s - a*_s}_{s<=t}),   a*_t = sum_{s<=t} log a_s
-                                                           (8.3) in log space, for a, b, h_0 > 0
-    (8.5)  chunks c = 1..C of length T (reduce, carry, scan):
-           (A_c, hloc_c) = (a_{cT-T+1} ... a_{cT},  h_{cT} run from a zero state)   one (8.2) per chunk
-           H_c = A_c H_{c-1} + hloc_c,  H_0 = h_0       (8.1) over the chunks: state at each chunk end
-           h inside chunk c = (8.1) started from H_{c-1}
-    (8.6)  backward, for a real loss with g_t = dLoss/dh_t in total and dh_t = its direct part:
+    (9.3)  h_t = A_t h_0 + sum_{s<=t} (A_t / A_s) b_s,     A_t = a_1 a_2 ... a_t   (unrolled)
+    (9.4)  log h_t = a*_t + logsumexp(log h_0, {log b_s - a*_s}_{s<=t}),   a*_t = sum_{s<=t} log a_s
+                                                           (9.3) in log space, for a, b, h_0 > 0
+    (9.5)  chunks c = 1..C of length T (reduce, carry, scan):
+           (A_c, hloc_c) = (a_{cT-T+1} ... a_{cT},  h_{cT} run from a zero state)   one (9.2) per chunk
+           H_c = A_c H_{c-1} + hloc_c,  H_0 = h_0       (9.1) over the chunks: state at each chunk end
+           h inside chunk c = (9.1) started from H_{c-1}
+    (9.6)  backward, for a real loss with g_t = dLoss/dh_t in total and dh_t = its direct part:
            g_t = dh_t + conj(a_{t+1}) g_{t+1}   (g_L = dh_L: a reverse scan)
            db_t = g_t,   da_t = g_t conj(h_{t-1}),   dh_0 = conj(a_1) g_1
 
 Methods of ``linear_scan`` (all give the same h to rounding error):
 
     "sequential"     the reference loop over t: L steps, each vectorised over B and the feature axes.
-    "hillis_steele"  log2(L) rounds of (8.2) with offsets 1, 2, 4, ...: O(L log L) work, shallow depth.
+    "hillis_steele"  log2(L) rounds of (9.2) with offsets 1, 2, 4, ...: O(L log L) work, shallow depth.
     "blelloch"       work-efficient O(L): an up-sweep combines neighbours pairwise (length L, L/2,
                      L/4, ... 1), a down-sweep fills in the positions each level skipped. Any L.
-    "chunked"        (8.5): loops over the T ~ sqrt(L) positions of all chunks at once and over the
+    "chunked"        (9.5): loops over the T ~ sqrt(L) positions of all chunks at once and over the
                      C ~ sqrt(L) chunk ends: 2T + C ~ 3 sqrt(L) vectorised steps instead of L. This is
-                     the "reduce-then-scan" shape of GPU scans (one thread block per chunk).
-    "log"            (8.4) with cumulative sums and a log-cumulative-sum-exp (Heinsen 2023); needs
+                     the "reduce-then-scan" shape of GPU scans (one thread block per chunk). The
+                     inputs are copied once into a (T, B*C*features) layout so that every step
+                     reads one contiguous row: the fastest NumPy method for small B*D (chapter 9).
+    "log"            (9.4) with cumulative sums and a log-cumulative-sum-exp (Heinsen 2023); needs
                      a > 0, b > 0 (and h_0 > 0). ``log_space_scan`` takes logs directly.
 
 Complex numbers: a real loss L(z) is differentiated with the convention of torch, dz = dL/d(Re z) +
 i dL/d(Im z) (the conjugate Wirtinger derivative times two), so a gradient step is z - lr * dz and
-the backward (8.6) carries conjugates. For real inputs the conjugates do nothing.
+the backward (9.6) carries conjugates. For real inputs the conjugates do nothing.
 
 Letters: B batch, L length; the trailing "..." are feature axes (D, H or N in the models).
 
@@ -38,9 +40,9 @@ References:
     G. E. Blelloch, "Prefix sums and their applications", CMU-CS-90-190, 1990 (up-sweep/down-sweep).
     W. D. Hillis and G. L. Steele, "Data parallel algorithms", CACM 29(12), 1986.
     E. Martin and C. Cundy, "Parallelizing linear recurrent neural nets over sequence length",
-    ICLR 2018 (the linear recurrence as a scan of (8.2)).
+    ICLR 2018 (the linear recurrence as a scan of (9.2)).
     F. A. Heinsen, "Efficient parallelization of a ubiquitous sequential computation",
-    arXiv:2311.06281, 2023 (the log-space form (8.4)).
+    arXiv:2311.06281, 2023 (the log-space form (9.4)).
 """
 from __future__ import annotations
 
@@ -92,11 +94,13 @@ def _check_inputs(a, b, h0, names=("a", "b", "h0")):
     a, b = xp.astype(a, dtype, copy=False), xp.astype(b, dtype, copy=False)
     if h0 is not None:
         h0 = xp.astype(h0, dtype, copy=False)
-    return xp, xp.broadcast_to(a, shape_b), b, h0
+    if shape_a != shape_b:   # a read-only broadcast view only where one is needed
+        a = xp.broadcast_to(a, shape_b)
+    return xp, a, b, h0
 
 
 def _fold_h0(xp, a, b, h0):
-    """Absorb h_0 into the first input: b_1 <- a_1 h_0 + b_1, after which h_0 = 0 (8.1)."""
+    """Absorb h_0 into the first input: b_1 <- a_1 h_0 + b_1, after which h_0 = 0 (9.1)."""
     if h0 is None:
         return b
     first = a[:, 0, ...] * h0 + b[:, 0, ...]                 # (B, ...)
@@ -107,13 +111,13 @@ def _fold_h0(xp, a, b, h0):
 def _scan_sequential(xp, a, b, h0):
     h, hs = h0, []
     for t in range(b.shape[1]):
-        h = b[:, t, ...] if h is None else a[:, t, ...] * h + b[:, t, ...]   # (B, ...)  (8.1)
+        h = b[:, t, ...] if h is None else a[:, t, ...] * h + b[:, t, ...]   # (B, ...)  (9.1)
         hs.append(h)
     return xp.stack(hs, axis=1)                                             # (B, L, ...)
 
 
 def _scan_hillis_steele(xp, a, b, h0):
-    # After the round with offset d, (A_t, h_t) is the combination (8.2) of the last 2d elements
+    # After the round with offset d, (A_t, h_t) is the combination (9.2) of the last 2d elements
     # ending at t (or all of them when t < 2d), so after ceil(log2 L) rounds h_t is the prefix.
     A, h = a, _fold_h0(xp, a, b, h0)
     d, L = 1, b.shape[1]
@@ -134,7 +138,7 @@ def _interleave(xp, even, odd):
 
 def _scan_blelloch(xp, a, b, h0):
     A, Bv = a, _fold_h0(xp, a, b, h0)
-    # Up-sweep: combine neighbours (0,1), (2,3), ... with (8.2); an odd last element waits.
+    # Up-sweep: combine neighbours (0,1), (2,3), ... with (9.2); an odd last element waits.
     # Element j of level k then spans the 2^k inputs ending at position 2^k (j+1) - 1.
     levels = []
     while Bv.shape[1] > 1:
@@ -145,7 +149,7 @@ def _scan_blelloch(xp, a, b, h0):
         A, Bv = A_r * A_l, A_r * B_l + B_r
     # Down-sweep: the top level (one element, spanning from position 0) is its own prefix. Going
     # down, the odd positions of a level are the prefixes just computed one level up, and each
-    # even position 2j > 0 takes one more step (8.1) from the odd position before it.
+    # even position 2j > 0 takes one more step (9.1) from the odd position before it.
     h = Bv
     for A, Bv in reversed(levels):
         n_even = (Bv.shape[1] + 1) // 2
@@ -159,28 +163,31 @@ def _scan_chunked(xp, a, b, h0, T):
     Bsz, L, rest = b.shape[0], b.shape[1], tuple(b.shape[2:])
     C = -(-L // T)                                          # number of chunks
     pad = C * T - L
-    if pad:   # pad with the identity element (a, b) = (1, 0) of (8.2)
+    if pad:   # pad with the identity element (a, b) = (1, 0) of (9.2)
         dev = array_api_compat.device(b)
         a = xp.concat([a, xp.ones((Bsz, pad) + rest, dtype=a.dtype, device=dev)], axis=1)
         b = xp.concat([b, xp.zeros((Bsz, pad) + rest, dtype=b.dtype, device=dev)], axis=1)
-    a4 = xp.reshape(a, (Bsz, C, T) + rest)                   # (B, C, T, ...)
-    b4 = xp.reshape(b, (Bsz, C, T) + rest)
-    # 1) reduce: every chunk from a zero state, all chunks at once (T steps on (B, C, ...) slices),
-    #    keeping only where each ends, hloc_c, and the product of its a's, A_c (8.5)
-    h_loc = b4[:, :, 0, ...]
+    # Time-in-chunk first, everything else flattened: step j of every chunk is then one contiguous
+    # row, at[j] (M = B * C * features). The reshape of the moved axes makes that one copy.
+    M = (Bsz, C) + rest
+    at = xp.reshape(xp.moveaxis(xp.reshape(a, (Bsz, C, T) + rest), 2, 0), (T, -1))   # (T, M)
+    bt = xp.reshape(xp.moveaxis(xp.reshape(b, (Bsz, C, T) + rest), 2, 0), (T, -1))   # (T, M)
+    # 1) reduce: every chunk from a zero state, all chunks at once, keeping only where each ends,
+    #    hloc_c, and the product of its a's, A_c (9.5): T - 1 steps on rows of M elements
+    h_loc, A = bt[0], at[0]
     for j in range(1, T):
-        h_loc = a4[:, :, j, ...] * h_loc + b4[:, :, j, ...]   # (B, C, ...)
-    A = xp.prod(a4, axis=2)                                  # (B, C, ...)
-    # 2) carry: (8.1) over the C chunk ends gives the state at the end of every chunk
-    H_end = _scan_sequential(xp, A, h_loc, h0)               # (B, C, ...)
+        h_loc = at[j] * h_loc + bt[j]                        # (M,)
+        A = at[j] * A                                        # (M,)
+    # 2) carry: (9.1) over the C chunk ends gives the state at the end of every chunk
+    H_end = _scan_sequential(xp, xp.reshape(A, M), xp.reshape(h_loc, M), h0)   # (B, C, ...)
     first = h0 if h0 is not None else xp.zeros_like(H_end[:, 0, ...])
     H_in = xp.concat([xp.expand_dims(first, axis=1), H_end[:, :-1, ...]], axis=1)  # (B, C, ...)
     # 3) scan: every chunk again, now from the state it really starts from
-    h, hs = H_in, []
+    h, hs = xp.reshape(H_in, (-1,)), []
     for j in range(T):
-        h = a4[:, :, j, ...] * h + b4[:, :, j, ...]           # (B, C, ...)
+        h = at[j] * h + bt[j]                                # (M,)
         hs.append(h)
-    h = xp.stack(hs, axis=2)                                 # (B, C, T, ...)
+    h = xp.moveaxis(xp.reshape(xp.stack(hs, axis=0), (T,) + M), 0, 2)   # (B, C, T, ...)
     return xp.reshape(h, (Bsz, C * T) + rest)[:, :L, ...]
 
 
@@ -196,7 +203,7 @@ def default_chunk_size(L: int) -> int:
 
 
 def linear_scan(a, b, h0=None, method: str = "sequential", chunk_size: int | None = None):
-    """All states of h_t = a_t * h_{t-1} + b_t (8.1), by one of the ``METHODS``.
+    """All states of h_t = a_t * h_{t-1} + b_t (9.1), by one of the ``METHODS``.
 
     Args:
         a: (B, L, ...) or any shape that broadcasts to b's (NumPy rules), e.g. (N,) for a
@@ -255,9 +262,9 @@ def _logcumsumexp_rounds(xp, x, axis: int):
 
 
 def log_space_scan(log_a, log_b, log_h0=None):
-    """log h_t of the scan (8.1) for positive a, b, h_0, computed in log space (8.4).
+    """log h_t of the scan (9.1) for positive a, b, h_0, computed in log space (9.4).
 
-    Never forms the products A_t of (8.3), which underflow after a few hundred small a_t and then
+    Never forms the products A_t of (9.3), which underflow after a few hundred small a_t and then
     turn b_s / A_s into inf and h into NaN. Each log h_t is a*_t plus a log-sum-exp of finite terms.
     Precision: a*_t is subtracted and added back, so log h_t carries an absolute error of a few
     ulps of |a*_t| (about 1e-11 for a*_t = -1e5 in float64, but 1e-2 in float32: prefer float64,
@@ -274,7 +281,7 @@ def log_space_scan(log_a, log_b, log_h0=None):
         if arr is not None and "complex" in str(getattr(arr, "dtype", "")):
             raise ValueError(f"{name}: expected a real floating-point array, got dtype {arr.dtype}")
     xp, log_a, log_b, log_h0 = _check_inputs(log_a, log_b, log_h0, ("log_a", "log_b", "log_h0"))
-    a_star = xp.cumulative_sum(log_a, axis=1)                     # (B, L, ...)  a*_t in (8.4)
+    a_star = xp.cumulative_sum(log_a, axis=1)                     # (B, L, ...)  a*_t in (9.4)
     log_h = a_star + _logcumsumexp(xp, log_b - a_star, axis=1)   # (B, L, ...)
     if log_h0 is not None:
         log_h = xp.logaddexp(log_h, a_star + xp.expand_dims(log_h0, axis=1))
@@ -294,7 +301,7 @@ def _sum_to_shape(xp, x, shape):
 
 def linear_scan_backward(a, h_all, dh_all, h0=None, method: str = "sequential",
                          chunk_size: int | None = None):
-    """Gradients of a real loss through h_all = linear_scan(a, b, h0), equation (8.6).
+    """Gradients of a real loss through h_all = linear_scan(a, b, h0), equation (9.6).
 
     The total gradient g_t on h_t obeys a linear recurrence running backwards in time, so it is
     computed with ``linear_scan`` itself on the time-reversed sequences (any method except "log").
@@ -328,7 +335,7 @@ def linear_scan_backward(a, h_all, dh_all, h0=None, method: str = "sequential",
     a_next = xp.concat([xp.ones_like(a_rev[:, :1, ...]), a_rev[:, :-1, ...]], axis=1)
     g = xp.flip(linear_scan(a_next, xp.flip(dh_all, axis=1), None, method, chunk_size), axis=1)
     h_prev = xp.concat([xp.expand_dims(h0, axis=1), h_all[:, :-1, ...]], axis=1)   # (B, L, ...)
-    da = _sum_to_shape(xp, g * xp.conj(h_prev), a_shape)                    # (8.6)
+    da = _sum_to_shape(xp, g * xp.conj(h_prev), a_shape)                    # (9.6)
     dh0 = xp.conj(a_b[:, 0, ...]) * g[:, 0, ...]                            # (B, ...)
     if a_real and _is_complex(xp, da):
         da = xp.real(da)

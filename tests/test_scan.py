@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from rnnkit import scan
 from rnnkit.backend import to_backend
+from rnnkit.benchmarks import scan as scan_bench
 from rnnkit.scan import linear_scan, linear_scan_backward, log_space_scan
 from rnnkit.testing import assert_close, numerical_gradient
 
@@ -100,7 +101,7 @@ def test_log_scan_matches_sequential_for_positive_inputs(B, L, N, with_h0, seed)
 def test_log_scan_survives_what_underflows_in_linear_space():
     """a_t = e^-1000 is 0.0 in float64 and products of a few hundred a_t = e^-5 underflow too.
 
-    The closed form (8.3) then divides by zero; the log-space form (8.4) stays finite and matches
+    The closed form (9.3) then divides by zero; the log-space form (9.4) stays finite and matches
     the recurrence run directly in log space, log h_t = logaddexp(log a_t + log h_{t-1}, log b_t).
     """
     rng = np.random.default_rng(1)
@@ -116,7 +117,7 @@ def test_log_scan_survives_what_underflows_in_linear_space():
             ref[:, t] = lh
         got = log_space_scan(log_a, log_b, log_h0)
         assert np.all(np.isfinite(got))
-        # (8.4) subtracts and adds back a*_t = sum log a (-4e5 here), so its absolute error in
+        # (9.4) subtracts and adds back a*_t = sum log a (-4e5 here), so its absolute error in
         # log h is a few ulps of |a*_t|: allow 4 eps |a*_L| on top of the usual relative error.
         atol = 4 * np.finfo(np.float64).eps * abs(L * log_a_value)
         assert_close(f"log a = {log_a_value}", ref, got, rtol=1e-12, atol=atol)
@@ -146,7 +147,7 @@ def test_log_scan_with_broadcast_log_a_and_zero_b():
                  rtol=RTOL_LOG)
 
 
-# ---- backward (8.6): finite differences, torch autograd, and all scan methods agreeing ----
+# ---- backward (9.6): finite differences, torch autograd, and all scan methods agreeing ----
 
 def _loss(a, b, h0, w):
     """A real loss that uses every state: sum Re(w conj-free weights * h) + 0.1 |h|^2."""
@@ -228,6 +229,58 @@ def test_backward_without_h0_and_length_one():
     assert_close("dh0 = a_1 g_1", a[:, 0], dh0, rtol=0)
 
 
+# ---- work counts (chapter 9's table) and the benchmark ----
+
+@pytest.mark.parametrize("L", [1, 2, 3, 5, 8, 9, 31, 32, 33, 100, 1000, 4096])
+@pytest.mark.parametrize("method", PARALLEL + ("sequential",))
+def test_counted_work_matches_the_formulas(L, method):
+    """Multiplications the library really performs (counted by a NumPy subclass) = the formulas."""
+    counted = scan_bench.count_work(method, L)
+    assert counted["agrees"]
+    assert (counted["mults"], counted["calls"]) == tuple(scan_bench.work_formula(method, L).values())
+
+
+def test_work_formulas_in_closed_form_for_powers_of_two():
+    for K in range(1, 13):
+        L = 2 ** K
+        assert scan_bench.work_formula("hillis_steele", L)["mults"] == 2 * (L * K - L + 1)
+        assert scan_bench.work_formula("blelloch", L) == {"mults": 3 * (L - 1) - K, "calls": 3 * K}
+        T = 2 ** (K // 2)
+        assert scan_bench.work_formula("chunked", L, T)["mults"] == 3 * L - L // T - 1
+    assert scan_bench.count_work("chunked", 1000, chunk_size=7)["mults"] == 3 * 143 * 7 - 143 - 1
+
+
+def test_counter_sees_a_wrong_count():
+    """The counter must notice an extra multiplication (so the equality above can fail)."""
+    original = scan._scan_sequential
+
+    def one_more(xp, a, b, h0):
+        return original(xp, a, b, h0) * 1.0
+    try:
+        scan._scan_sequential = one_more
+        assert scan_bench.count_work("sequential", 10)["mults"] == 9 + 10
+    finally:
+        scan._scan_sequential = original
+
+
+def test_scan_benchmark_quick_records_every_method():
+    records = scan_bench.run(quick=True, backends={"numpy": True}, shapes=((2, 3),),
+                             lengths=(5, 16))
+    assert {(r["form"], r["params"]["L"]) for r in records} == {
+        (m, L) for m in scan.METHODS for L in (5, 16)}
+    for r in records:
+        assert r["impl"] == "numpy" and r["median_s"] > 0 and r["params"]["dtype"] == "float32"
+        assert r["max_rel_err"] < (scan_bench.RTOL_LOG if r["form"] == "log" else scan_bench.RTOL)
+        assert ("T" in r["params"]) == (r["form"] == "chunked")
+
+
+def test_scan_benchmark_skips_too_large_configurations(monkeypatch):
+    monkeypatch.setattr(scan_bench, "MAX_ELEMENTS", 100)
+    records = scan_bench.run(quick=True, backends={"numpy": True}, shapes=((1, 4), (4, 4)),
+                             lengths=(8,), methods=("sequential",))
+    assert [(r["params"]["B"], r["params"]["D"]) for r in records] == [(1, 4)]
+
+
 # ---- backends and dtypes ----
 
 @pytest.mark.parametrize("method", scan.METHODS)
@@ -304,6 +357,12 @@ def test_bad_inputs_raise_clear_errors():
         linear_scan_backward(a, h, h[:, :4])
     with pytest.raises(ValueError, match="method: the backward scan has signed inputs"):
         linear_scan_backward(a, h, h, method="log")
+
+
+@pytest.mark.gpu
+def test_scan_benchmark_on_gpu():
+    records = scan_bench.run(quick=True, backends={"cupy": True}, shapes=((1, 16),), lengths=(256,))
+    assert {r["impl"] for r in records} == {"cupy"} and len(records) == len(scan.METHODS)
 
 
 @pytest.mark.gpu
