@@ -4,7 +4,8 @@ Both compute dLoss/dtheta for the Elman cell on the same (B, L, D) input with th
 (every g_t = 1: the loss is the sum of all hidden states):
 
     bptt   h_all = elman.forward(...) with its cache, then elman.backward    (1.1)-(1.7)
-    rtrl   rtrl.gradients(...): h_t and S_t = dh_t/dtheta carried forward   (8.1)-(8.5)
+    rtrl   rtrl.step + rtrl.accumulate in a loop: h_t and S_t = dh_t/dtheta carried forward,
+           nothing from earlier steps kept (as an online learner runs it)   (8.1)-(8.5)
 
 Each record holds the median time of one gradient and, measured with ``tracemalloc`` in a
 separate untimed call, ``peak_bytes``: the largest amount of memory NumPy allocated during it
@@ -24,7 +25,7 @@ import tracemalloc
 import numpy as np
 
 from .. import bench, elman, rtrl
-from ..backend import to_backend
+from ..backend import to_backend, xp_of
 from ..testing import assert_close
 
 __all__ = ["run", "SWEEP_H", "SWEEP_L", "QUICK_H", "QUICK_L", "B", "D"]
@@ -52,7 +53,16 @@ def _fns(params, x, g, backend: str):
         return elman.backward(p, gb, cache)[0]
 
     def rtrl_grads():
-        return rtrl.gradients(p, xb, gb)[0]
+        # (8.1)-(8.5) as an online learner runs them: nothing from past steps is kept
+        # (rtrl.gradients also returns h_all, which would add BPTT-like O(L H) memory).
+        xp = xp_of(xb)
+        S, h = rtrl.init_sensitivities(p, B), xp.zeros((B, p["W_hh"].shape[0]), dtype=xb.dtype)
+        grads = {k: v * 0 for k, v in p.items()}
+        for t in range(xb.shape[1]):
+            h, S = rtrl.step(p, xb[:, t, :], h, S)
+            for k, v in rtrl.accumulate(S, gb[:, t, :]).items():
+                grads[k] = grads[k] + v
+        return grads
 
     return {"bptt": bptt, "rtrl": rtrl_grads}
 
