@@ -17,7 +17,8 @@ Implementations ("impl"): numpy, torch-cpu, cupy, torch-cuda (see ``rnnkit.bench
 are skipped where there is no device. Configuration: B = 64 (Feng et al.'s batch size for their
 runtime figure), D = H = 128, L from 64 to 4096 (SWEEP_L). Before timing each L the minGRU forms and
 implementations are checked against the NumPy sequential minGRU (outputs and every gradient;
-float32, so rtol 2e-3: the log-space form carries an error of a few ulps of |sum_t log a_t|),
+float32, so rtol 1e-2: the log-space form carries an error of a few ulps of |sum_t log a_t|, and
+the bias gradients are sums of B L terms of both signs that largely cancel),
 and the torch GRU against rnnkit.gru.
 
 ``speedups(run)`` gives time(GRU) / time(minGRU scan) per impl and L, the quantity of Feng et
@@ -39,7 +40,7 @@ QUICK_L = (32, 128)
 FORMS = ("GRU", "minGRU sequential", "minGRU scan")
 FULL_REPEAT = {"warmup": 1, "repeat": 3}
 QUICK_REPEAT = {"warmup": 1, "repeat": 3}
-RTOL = 2e-3
+RTOL = 1e-2
 
 
 def _problem(B: int, L: int, D: int, H: int, seed: int = 0):
