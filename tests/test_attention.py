@@ -1,0 +1,185 @@
+"""Tests for rnnkit.attention: additive attention against a naive loop from the paper, the masked
+softmax, the hand backward against finite differences and torch autograd, bad input, shapes."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnkit import attention
+from rnnkit.backend import to_backend
+from rnnkit.testing import assert_close, numerical_gradient
+
+RTOL = 1e-12      # float64, two exact implementations of the same equations
+RTOL_FD = 1e-6    # central differences with eps = 1e-6 on O(1) functions
+
+
+def make(rng, B=3, L=5, H=4, C=6, A=3, pad=True):
+    params = attention.init(rng, H, C, A)
+    s_prev = rng.standard_normal((B, H))
+    h_enc = rng.standard_normal((B, L, C))
+    lengths = rng.integers(1, L + 1, B) if pad else np.full(B, L)
+    lengths[0] = L
+    mask = np.arange(L)[None, :] < lengths[:, None]              # (B, L) right padding
+    return params, s_prev, h_enc, mask
+
+
+def attention_naive(params, s_prev, h_enc, mask):
+    """Bahdanau et al. (2015), eq. 5-6 and appendix A.1.2, one sentence and one position at a time,
+    in the paper's column form: e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j), alpha = softmax_j e_ij,
+    c_i = sum_j alpha_ij h_j, the sum running over the real (unmasked) positions only."""
+    W_a, U_a, v = params["W_a"].T, params["U_a"].T, params["v"]      # (A, H), (A, C), (A,)
+    B, L, C = h_enc.shape
+    c, alpha = np.zeros((B, C)), np.zeros((B, L))
+    for b in range(B):
+        real = [j for j in range(L) if mask[b, j]]
+        e = {j: v @ np.tanh(W_a @ s_prev[b] + U_a @ h_enc[b, j]) for j in real}
+        denom = sum(np.exp(e[j]) for j in real)
+        for j in real:
+            alpha[b, j] = np.exp(e[j]) / denom
+            c[b] += alpha[b, j] * h_enc[b, j]
+    return c, alpha
+
+
+def test_forward_matches_naive_loop():
+    params, s_prev, h_enc, mask = make(np.random.default_rng(0))
+    assert not mask.all(), "the test needs some padding"
+    c, alpha = attention.forward(params, s_prev, h_enc, mask)
+    c_ref, alpha_ref = attention_naive(params, s_prev, h_enc, mask)
+    assert_close("alpha", alpha_ref, alpha, rtol=RTOL)
+    assert_close("c", c_ref, c, rtol=RTOL)
+
+
+def test_weights_sum_to_one_and_padding_gets_exactly_zero():
+    params, s_prev, h_enc, mask = make(np.random.default_rng(1), B=6, L=7)
+    _, alpha = attention.forward(params, s_prev, h_enc, mask)
+    assert_close("sum_j alpha_ij", np.ones(6), alpha.sum(axis=1), rtol=1e-14)
+    assert np.all(alpha[~mask] == 0.0) and np.all(alpha[mask] > 0.0)
+    # What sits in the padded positions cannot change the result.
+    h_junk = np.where(mask[:, :, None], h_enc, 1e3)
+    c1, _ = attention.forward(params, s_prev, h_enc, mask)
+    c2, _ = attention.forward(params, s_prev, h_junk, mask)
+    assert_close("c with junk in the padding", c1, c2, rtol=0)
+
+
+def test_no_mask_equals_all_ones_mask():
+    params, s_prev, h_enc, _ = make(np.random.default_rng(2))
+    full = np.ones(h_enc.shape[:2], dtype=bool)
+    for a, b in zip(attention.forward(params, s_prev, h_enc), attention.forward(params, s_prev, h_enc, full)):
+        assert_close("no mask vs full mask", a, b, rtol=0)
+
+
+def test_large_energies_do_not_overflow():
+    """The softmax subtracts the row maximum: energies of order 1e4 give no inf or NaN."""
+    params, s_prev, h_enc, mask = make(np.random.default_rng(3))
+    params = {**params, "v": params["v"] * 1e4}
+    c, alpha = attention.forward(params, s_prev, h_enc, mask)
+    assert np.all(np.isfinite(c)) and np.all(np.isfinite(alpha))
+    assert_close("sum alpha", np.ones(len(alpha)), alpha.sum(axis=1), rtol=1e-14)
+
+
+def _objective(params, s_prev, h_enc, mask, G, Ga):
+    c, alpha = attention.forward(params, s_prev, h_enc, mask)
+    return float(np.sum(G * c) + np.sum(Ga * alpha))
+
+
+def test_backward_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    params, s_prev, h_enc, mask = make(rng)
+    G, Ga = rng.standard_normal((3, 6)), rng.standard_normal((3, 5))
+    c, alpha, cache = attention.forward(params, s_prev, h_enc, mask, return_cache=True)
+    grads, ds, dh = attention.backward(params, G, cache, dalpha=Ga)
+    for key in params:
+        num = numerical_gradient(lambda w, key=key: _objective({**params, key: w}, s_prev, h_enc, mask, G, Ga),
+                                 params[key])
+        assert_close(f"d{key}", num, grads[key], rtol=RTOL_FD)
+    assert_close("ds_prev", numerical_gradient(lambda s: _objective(params, s, h_enc, mask, G, Ga), s_prev),
+                 ds, rtol=RTOL_FD)
+    assert_close("dh_enc", numerical_gradient(lambda h: _objective(params, s_prev, h, mask, G, Ga), h_enc),
+                 dh, rtol=RTOL_FD)
+    assert np.all(dh[~mask] == 0.0), "padding receives no gradient"
+
+
+def test_backward_matches_torch_autograd_on_the_same_source():
+    rng = np.random.default_rng(5)
+    params, s_prev, h_enc, mask = make(rng, B=2, L=6, H=3, C=4, A=5)
+    G = rng.standard_normal((2, 4))
+    _, _, cache = attention.forward(params, s_prev, h_enc, mask, return_cache=True)
+    grads, ds, dh = attention.backward(params, G, cache)
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    ts, th = torch.tensor(s_prev, requires_grad=True), torch.tensor(h_enc, requires_grad=True)
+    c, _ = attention.forward(tp, ts, th, torch.tensor(mask))
+    (torch.tensor(G) * c).sum().backward()
+    for key in params:
+        assert_close(f"d{key}", tp[key].grad, grads[key], rtol=RTOL)
+    assert_close("ds_prev", ts.grad, ds, rtol=RTOL)
+    assert_close("dh_enc", th.grad, dh, rtol=RTOL)
+
+
+def test_torch_forward_equals_numpy():
+    params, s_prev, h_enc, mask = make(np.random.default_rng(6))
+    c, alpha = attention.forward(params, s_prev, h_enc, mask)
+    t = to_backend([params, s_prev, h_enc, mask], "torch")
+    c_t, alpha_t = attention.forward(*t)
+    assert_close("c torch", c, c_t, rtol=RTOL)
+    assert_close("alpha torch", alpha, alpha_t, rtol=RTOL)
+
+
+@settings(max_examples=25, deadline=None)
+@given(B=st.integers(1, 3), L=st.integers(1, 5), H=st.integers(1, 4), C=st.integers(1, 4),
+       A=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_shapes_and_naive_agreement(B, L, H, C, A, seed):
+    params, s_prev, h_enc, mask = make(np.random.default_rng(seed), B, L, H, C, A)
+    c, alpha, cache = attention.forward(params, s_prev, h_enc, mask, return_cache=True)
+    assert c.shape == (B, C) and alpha.shape == (B, L)
+    c_ref, alpha_ref = attention_naive(params, s_prev, h_enc, mask)
+    assert_close("c", c_ref, c, rtol=1e-12, atol=1e-14)
+    grads, ds, dh = attention.backward(params, np.ones((B, C)), cache)
+    assert ds.shape == (B, H) and dh.shape == (B, L, C)
+    assert all(grads[k].shape == params[k].shape for k in params)
+
+
+def test_L1_gives_weight_one():
+    params, s_prev, h_enc, _ = make(np.random.default_rng(7), L=1, pad=False)
+    c, alpha = attention.forward(params, s_prev, h_enc)
+    assert np.all(alpha == 1.0)
+    assert_close("c = h_1", h_enc[:, 0], c, rtol=0)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("row of zeros", "at least one unmasked"),
+    ("mask shape", "mask"),
+    ("s_prev width", "s_prev"),
+    ("h_enc batch", "h_enc"),
+    ("integer h_enc", "floating"),
+    ("missing v", "missing 'v'"),
+    ("U_a rows", "U_a"),
+])
+def test_bad_input(case, match):
+    params, s_prev, h_enc, mask = make(np.random.default_rng(8), pad=False)
+    if case == "row of zeros":
+        mask = mask.copy()
+        mask[1] = False
+    elif case == "mask shape":
+        mask = mask[:, :-1]
+    elif case == "s_prev width":
+        s_prev = s_prev[:, :-1]
+    elif case == "h_enc batch":
+        h_enc = h_enc[:-1]
+    elif case == "integer h_enc":
+        h_enc = np.ones(h_enc.shape, dtype=np.int64)
+    elif case == "missing v":
+        params = {k: v for k, v in params.items() if k != "v"}
+    elif case == "U_a rows":
+        params = {**params, "U_a": params["U_a"][:-1]}
+    with pytest.raises(ValueError, match=match):
+        attention.forward(params, s_prev, h_enc, mask)
+
+
+def test_backward_bad_dc_shape():
+    params, s_prev, h_enc, mask = make(np.random.default_rng(9))
+    _, _, cache = attention.forward(params, s_prev, h_enc, mask, return_cache=True)
+    with pytest.raises(ValueError, match="dc"):
+        attention.backward(params, np.ones((3, 2)), cache)
+    with pytest.raises(ValueError, match="dalpha"):
+        attention.backward(params, np.ones((3, 6)), cache, dalpha=np.ones((3, 4)))
