@@ -1,15 +1,15 @@
 """S4: the structured state space sequence model (diagonal plus low rank HiPPO, fast kernel).
 
-Each of the H channels is the LSSL of ``rnnkit.lmu`` (chapter 12): x' = A x + B u,
+Each of the H channels is the LSSL of ``rnnkit.lmu`` (12.20)-(12.23): x' = A x + B u,
 y = C x + D u, bilinear with its own dt = exp(log_dt). S4 changes how A is stored and how the
 convolution kernel is computed:
 
-    (13.1)  A_LegS = -A_HiPPO (ch. 12) is normal plus low rank:  A_LegS = S - P P^T,
+    (13.1)  A_LegS = -A_HiPPO (12.6) is normal plus low rank:  A_LegS = S - P P^T,
             P_n = sqrt(n + 1/2),  S = -I/2 + (skew-symmetric), so S = V Lambda V^* (V unitary)
     (13.2)  in the basis V:  A = Lambda - P P^*,  with P <- V^* P, B <- V^* B, C <- C V  (DPLR)
     (13.3)  real system => conjugate pairs: keep the N/2 modes with Im(Lambda) > 0; the other
             half is (conj(Lambda), conj(P), conj(B), conj(C)) and the output stays real
-    (13.4)  K_l = C A_bar^l B_bar  (l = 0..L-1),  bilinear A_bar, B_bar  (ch. 12)
+    (13.4)  K_l = C A_bar^l B_bar  (l = 0..L-1),  bilinear A_bar, B_bar  (12.12)
     (13.5)  generating function at the roots of unity z_j = exp(-2 pi i j / L), z_j^L = 1:
             K^(z) = sum_l K_l z^l = C~ (I - A_bar z)^{-1} B_bar,   C~ = C (I - A_bar^L)
     (13.6)  with the bilinear A_bar, B_bar:  (I - A_bar z)^{-1} B_bar = dt R(z)^{-1} B,

@@ -5,8 +5,9 @@ has its eigenvalues in conjugate pairs, so N2 = N/2 modes are stored and the oth
 complex conjugate, which turns every sum over the N modes into twice a real part:
 
     (13.10)  A = diag(lambda_n),  lambda_n = -exp(log_A_real_n) + i A_imag_n    (Re < 0 always)
-    (13.11)  ZOH:       A_bar = exp(dt lambda),                B_bar = (exp(dt lambda) - 1)/lambda B
-    (13.12)  bilinear:  A_bar = (1 + dt lambda/2)/(1 - dt lambda/2),  B_bar = dt/(1 - dt lambda/2) B
+    (13.11)  ZOH (12.13):       A_bar = exp(dt lambda),      B_bar = (exp(dt lambda) - 1)/lambda B
+    (13.12)  bilinear (12.12):  A_bar = (1 + dt lambda/2)/(1 - dt lambda/2),
+             B_bar = dt/(1 - dt lambda/2) B
     (13.13)  kernel:    K_l = 2 Re sum_n C_n B_bar_n A_bar_n^l = 2 Re[(C * B_bar) V]_l,
              V_nl = A_bar_n^l = exp(l log A_bar_n)   (Vandermonde matrix, O(N L) per channel)
     (13.14)  recurrent: x_k = A_bar * x_{k-1} + B_bar u_k,   y_k = 2 Re(C x_k) + D u_k
@@ -38,7 +39,7 @@ from .checks import check_floating, check_params, check_positive_int, check_shap
 from .lmu import fft_conv
 
 __all__ = ["INITS", "init", "discretize", "kernel", "kernel_naive", "kernel_continuous", "step",
-           "forward", "forward_conv"]
+           "forward", "forward_conv", "split_complex", "merge_complex"]
 
 INITS = ("inv", "lin")
 _METHODS = ("zoh", "bilinear")
@@ -205,3 +206,24 @@ def forward_conv(params: dict, u, method: str = "zoh"):
     check_shape("u", u, "B L H", dims, src)
     check_floating("u", u)
     return fft_conv(kernel(params, dims["L"], method), u) + params["D"] * u
+
+
+def split_complex(params: dict) -> dict:
+    """Complex entries k -> real arrays k_re, k_im (for optimisers and trainers that only take
+    real tensors, such as ``rnnkit.seqclass``); real entries unchanged. Works for S4 params too."""
+    out = {}
+    for k, v in params.items():
+        if array_api_compat.array_namespace(v).isdtype(v.dtype, "complex floating"):
+            out[k + "_re"], out[k + "_im"] = v.real, v.imag
+        else:
+            out[k] = v
+    return out
+
+
+def merge_complex(params: dict) -> dict:
+    """The inverse of ``split_complex``: k = k_re + i k_im (differentiable on torch)."""
+    out = {k: v for k, v in params.items() if not k.endswith(("_re", "_im"))}
+    for k in params:
+        if k.endswith("_re"):
+            out[k[:-3]] = params[k] + 1j * params[k[:-3] + "_im"]
+    return out

@@ -181,3 +181,14 @@ def test_views_agree_property(B, L, H, N, seed):
     assert y_rec.shape == (B, L, H) and x_L.shape == (B, H, N)
     assert_close("conv == recurrent", y_rec, s4.forward_conv(params, u), rtol=1e-9)
     assert_close("fast == naive", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=1e-9)
+
+
+def test_benchmark_quick_mode_records_every_form_and_checks_agreement(monkeypatch):
+    from rnnkit.benchmarks import s4 as s4_bench
+    records = s4_bench.run(quick=True, backends={"numpy": True}, lengths=(8,))
+    assert sorted(r["form"] for r in records) == sorted(s4_bench.FORMS)
+    assert all(r["impl"] == "numpy" and r["params"]["L"] == 8 and r["median_s"] > 0 for r in records)
+    # a convolution that is not the recurrence's must be caught before anything is timed
+    monkeypatch.setattr(s4d, "forward_conv", lambda p, u: 1.01 * s4d.forward(p, u)[0])
+    with pytest.raises(AssertionError, match="S4D conv and S4D recurrent differ"):
+        s4_bench.run(quick=True, backends={"numpy": True}, lengths=(8,))

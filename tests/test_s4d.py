@@ -151,3 +151,20 @@ def test_views_agree_property(B, L, H, N, method, seed):
     assert_close("conv == recurrent", y_rec, s4d.forward_conv(params, u, method), rtol=1e-10)
     assert_close("Vandermonde == naive", s4d.kernel_naive(params, L, method),
                  s4d.kernel(params, L, method), rtol=1e-10)
+
+
+def test_split_and_merge_complex_round_trip_and_train_on_torch():
+    rng = np.random.default_rng(9)
+    params = s4d.init(rng, 2, 8)
+    real = s4d.split_complex(params)
+    assert set(real) == {"log_dt", "log_A_real", "A_imag", "D", "B_re", "B_im", "C_re", "C_im"}
+    assert all(not np.iscomplexobj(v) for v in real.values())
+    back = s4d.merge_complex(real)
+    for k in params:
+        assert_close(k, params[k], back[k], rtol=0)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in real.items()}
+    u = rng.standard_normal((1, 12, 2))
+    y = s4d.forward_conv(s4d.merge_complex(t), torch.tensor(u))
+    assert_close("torch split == numpy", s4d.forward_conv(params, u), y, rtol=1e-12)
+    y.sum().backward()
+    assert t["C_im"].grad is not None and torch.any(t["C_im"].grad != 0)
