@@ -36,7 +36,7 @@ LENGTHS = (64, 256, 1024, 4096, 16384, 65536)
 QUICK_SHAPES = ((1, 16), (8, 64))
 QUICK_LENGTHS = (256, 4096)
 MAX_ELEMENTS = 2 ** 23
-FULL_REPEAT = {"warmup": 1, "repeat": 5}
+FULL_REPEAT = {"warmup": 1, "repeat": 7}
 QUICK_REPEAT = {"warmup": 1, "repeat": 3}
 RTOL, RTOL_LOG = 1e-3, 2e-2
 
