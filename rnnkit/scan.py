@@ -26,7 +26,7 @@ Methods of ``linear_scan`` (all give the same h to rounding error):
                      C ~ sqrt(L) chunk ends: 2T + C ~ 3 sqrt(L) vectorised steps instead of L. This is
                      the "reduce-then-scan" shape of GPU scans (one thread block per chunk). The
                      inputs are copied once into a (T, B*C*features) layout so that every step
-                     reads one contiguous row: the fastest NumPy method for small B*D (chapter 9).
+                     reads one contiguous row: the fastest NumPy method at moderate B*D (chapter 9).
     "log"            (9.4) with cumulative sums and a log-cumulative-sum-exp (Heinsen 2023); needs
                      a > 0, b > 0 (and h_0 > 0). ``log_space_scan`` takes logs directly.
 
