@@ -216,3 +216,15 @@ def test_lssl_views_agree_property(B, L, H, N, seed):
     y_rec, x_L = lmu.lssl_forward(params, u)
     assert y_rec.shape == (B, L, H) and x_L.shape == (B, H, N)
     assert_close("conv == recurrent", y_rec, lmu.lssl_forward_conv(params, u), rtol=1e-11)
+
+
+def test_benchmark_quick_mode_records_every_form():
+    """rnnkit/benchmarks/hippo.py at L=3: it checks agreement with NumPy, then times each form."""
+    from rnnkit.benchmarks import hippo as hippo_bench
+
+    records = hippo_bench.run(quick=True, lengths=(3,), backends={"numpy": True, "torch-cpu": True})
+    forms = {(r["impl"], r["form"]) for r in records}
+    assert forms == {("numpy", "LMU forward"), ("torch-cpu", "LMU forward"),
+                     ("torch-cpu", "LMU forward+backward"), ("torch-cpu", "nn.LSTM forward"),
+                     ("torch-cpu", "nn.LSTM forward+backward")}
+    assert all(r["median_s"] > 0 and r["params"]["L"] == 3 and r["params"]["N"] == 256 for r in records)
