@@ -201,3 +201,16 @@ def test_cupy_runs_the_same_source():
     got = lru.forward_scan(to_backend(params, "cupy"), cupy.asarray(u), cupy.asarray(x0))[0]
     assert isinstance(got, cupy.ndarray)
     assert_close("y on CuPy", ref, got, rtol=1e-12)
+
+
+def test_benchmark_quick_mode_runs_and_checks_agreement():
+    """rnnkit/benchmarks/lru.py on a tiny case: every form recorded once per (config, L)."""
+    from rnnkit.benchmarks import lru as lru_bench
+
+    records = lru_bench.run(quick=True, backends={"numpy": True}, lengths=(8,),
+                            configs=({"B": 1, "D": 2, "N": 3},))
+    forms = sorted(r["form"] for r in records)
+    assert forms == sorted(f"{p} {m}" for p in ("forward", "forward+backward")
+                           for m in lru_bench.METHODS)
+    assert all(r["params"] == {"B": 1, "D": 2, "N": 3, "L": 8, "dtype": "float32"} and
+               r["median_s"] > 0 for r in records)
