@@ -128,34 +128,32 @@ def _scan_hillis_steele(xp, a, b, h0):
     return h
 
 
-def _interleave(xp, even, odd):
-    """Positions 0, 2, 4, ... from ``even``, 1, 3, 5, ... from ``odd`` (even has 0 or 1 more)."""
-    m = odd.shape[1]
-    pairs = xp.stack([even[:, :m, ...], odd], axis=2)                       # (B, m, 2, ...)
-    out = xp.reshape(pairs, (pairs.shape[0], 2 * m) + tuple(pairs.shape[3:]))
-    return out if even.shape[1] == m else xp.concat([out, even[:, m:, ...]], axis=1)
-
-
 def _scan_blelloch(xp, a, b, h0):
     A, Bv = a, _fold_h0(xp, a, b, h0)
     # Up-sweep: combine neighbours (0,1), (2,3), ... with (9.2); an odd last element waits.
     # Element j of level k then spans the 2^k inputs ending at position 2^k (j+1) - 1.
+    # (The root's product of all a's is never used, so it is not computed.)
     levels = []
     while Bv.shape[1] > 1:
         levels.append((A, Bv))
         n2 = 2 * (Bv.shape[1] // 2)
         A_l, A_r = A[:, 0:n2:2, ...], A[:, 1:n2:2, ...]
         B_l, B_r = Bv[:, 0:n2:2, ...], Bv[:, 1:n2:2, ...]
-        A, Bv = A_r * A_l, A_r * B_l + B_r
+        Bv = A_r * B_l + B_r
+        if Bv.shape[1] > 1:
+            A = A_r * A_l
     # Down-sweep: the top level (one element, spanning from position 0) is its own prefix. Going
     # down, the odd positions of a level are the prefixes just computed one level up, and each
-    # even position 2j > 0 takes one more step (9.1) from the odd position before it.
+    # even position 2j > 0 takes one more step (9.1) from the odd position before it. Each level
+    # is written into a fresh array by slices (no stacking and reshaping to interleave).
     h = Bv
     for A, Bv in reversed(levels):
         n_even = (Bv.shape[1] + 1) // 2
-        even = xp.concat([Bv[:, :1, ...],
-                          A[:, 2::2, ...] * h[:, :n_even - 1, ...] + Bv[:, 2::2, ...]], axis=1)
-        h = _interleave(xp, even, h)
+        out = xp.empty_like(Bv)                                             # (B, n, ...)
+        out[:, 1::2, ...] = h
+        out[:, :1, ...] = Bv[:, :1, ...]
+        out[:, 2::2, ...] = A[:, 2::2, ...] * h[:, :n_even - 1, ...] + Bv[:, 2::2, ...]
+        h = out
     return h
 
 

@@ -244,7 +244,8 @@ def test_work_formulas_in_closed_form_for_powers_of_two():
     for K in range(1, 13):
         L = 2 ** K
         assert scan_bench.work_formula("hillis_steele", L)["mults"] == 2 * (L * K - L + 1)
-        assert scan_bench.work_formula("blelloch", L) == {"mults": 3 * (L - 1) - K, "calls": 3 * K}
+        assert scan_bench.work_formula("blelloch", L) == {"mults": 3 * (L - 1) - K - 1,
+                                                         "calls": 3 * K - 1}
         T = 2 ** (K // 2)
         assert scan_bench.work_formula("chunked", L, T)["mults"] == 3 * L - L // T - 1
     assert scan_bench.count_work("chunked", 1000, chunk_size=7)["mults"] == 3 * 143 * 7 - 143 - 1

@@ -90,7 +90,8 @@ def work_formula(method: str, L: int, chunk_size: int | None = None) -> dict:
         sequential     L - 1 multiplications in L - 1 calls (h_1 = b_1 needs none)
         hillis_steele  2 sum_{k<K} (L - 2^k) = 2 (K L - 2^K + 1) in 2K calls
         blelloch       levels of n = L, floor(L/2), ... > 1 elements: up-sweep 2 floor(n/2), down-sweep
-                       ceil(n/2) - 1 multiplications; 3 (L - 1) - K for L = 2^K, in 3K calls
+                       ceil(n/2) - 1 multiplications, less the root's unused a-product:
+                       3 (L - 1) - K - 1 for L = 2^K, in 3K - 1 calls
         chunked        reduce 2 (T - 1) C, carry C - 1, scan T C: 3 C T - C - 1 in 3T + C - 3 calls
     """
     if method == "sequential":
@@ -105,6 +106,8 @@ def work_formula(method: str, L: int, chunk_size: int | None = None) -> dict:
             mults += 2 * (n // 2) + (n + 1) // 2 - 1
             calls += 3
             n = n // 2                        # an odd last element waits for the down-sweep
+        if L > 1:                             # the root's product of all a's is not computed
+            mults, calls = mults - 1, calls - 1
         return {"mults": mults, "calls": calls}
     if method == "chunked":
         T = chunk_size if chunk_size is not None else scan.default_chunk_size(L)
