@@ -7,7 +7,7 @@ Each pair is a date written by hand in one of several formats and the same date 
     "03/03/1997", "March 3, 1997", "3.3.1997", "1997 Mar 3" ... (see ``FORMATS``)
 
 Both sides are character sequences. The task has what makes translation interesting for an
-encoder-decoder, on a small scale: inputs of different lengths (8 to 36 characters), a reordering
+encoder-decoder, on a small scale: inputs of different lengths (8 to 37 characters), a reordering
 (the year comes first in the output and last in most inputs), words to translate (month names to
 numbers), material to ignore (week days, "the", ordinal suffixes) and one correct output, so
 exact-match accuracy is a clean measure. Days are drawn uniformly from 1 January 1900 to
