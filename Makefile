@@ -32,10 +32,15 @@ env: $(STAMP)
 
 # The whole suite: rnnkit unit tests, every chapter and exercise notebook executed by nbval
 # (master notebooks only, not generated student copies), the book build and the browser test.
+# Two pytest-xdist workers (TEST_WORKERS=1 runs serially): notebooks run single-threaded, so two
+# cores run two at once; --dist loadfile keeps each notebook's cells and each test module's
+# fixtures (the book build, the exercise pipeline) on one worker.
 NBVAL_IGNORE := --ignore=exercises/student --ignore=exercises/autograder
+TEST_WORKERS ?= 2
 test: env book-assets browser-deps
 	RNNKIT_PROGRESS=text $(PY) -m pytest tests chapters exercises --nbval-lax \
-		--nbval-cell-timeout=600 $(NBVAL_IGNORE) -p no:cacheprovider --durations=15 -q
+		--nbval-cell-timeout=600 $(NBVAL_IGNORE) -p no:cacheprovider --durations=15 -q \
+		-n $(TEST_WORKERS) --dist loadfile
 
 test-fast: env
 	$(PY) -m pytest tests -m "not book" -q
