@@ -314,3 +314,14 @@ def test_shapes(B, L, D, N, K, n_layers):
     assert states.shape == (B, L, n_layers * N) and len(lasts) == n_layers
     W_gen = esn.fit_readout(x_all, rng.standard_normal((B, L, D)), ridge=1e-3)
     assert esn.generate(params, W_gen, x_last, u[:, -1], 3).shape == (B, 3, D)
+
+
+# -------------------------------------------------------------------------------- benchmark
+def test_benchmark_quick_mode_records():
+    """rnnkit.benchmarks.esn: tiny sizes, NumPy and torch on the CPU; the agreement check runs."""
+    from rnnkit.benchmarks import esn as esn_bench
+
+    records = esn_bench.run(quick=True, backends={"numpy": True, "torch-cpu": True}, sizes=(5, 10))
+    got = {(r["impl"], r["form"], r["params"]["N"]) for r in records}
+    assert got == {(i, f, n) for i in ("numpy", "torch-cpu") for f in ("harvest", "fit") for n in (5, 10)}
+    assert all(r["median_s"] > 0 and r["params"]["L"] == esn_bench.L_QUICK for r in records)
