@@ -252,3 +252,38 @@ def test_cupy_runs_the_same_source():
     got = mingru.forward_scan(to_backend(params, "cupy"), cupy.asarray(x), cupy.asarray(h0))[0]
     assert isinstance(got, cupy.ndarray)
     assert_close("h_all on CuPy", ref, got, rtol=RTOL_LOG)
+
+
+# ---- the chapter 11 benchmark ----
+
+def test_benchmark_quick_mode_records_every_form_and_checks_agreement():
+    """rnnkit.benchmarks.mingru on NumPy at a tiny L: one record per form, speedups computable."""
+    from rnnkit.benchmarks import mingru as mingru_bench
+
+    records = mingru_bench.run(quick=True, backends={"numpy": True}, lengths=(4,))
+    assert [(r["impl"], r["form"]) for r in records] == [("numpy", f) for f in mingru_bench.FORMS]
+    assert all(r["params"]["L"] == 4 and r["median_s"] > 0 for r in records)
+    ratios = mingru_bench.speedups({"records": records})
+    assert list(ratios) == [("numpy", records[0]["device"])] and list(ratios.values())[0][4] > 0
+
+
+def test_benchmark_torch_forms_agree_with_numpy():
+    """The torch closures (nn.GRU, autograd through the loop and the log-space scan) pass the check."""
+    from rnnkit.benchmarks import mingru as mingru_bench
+
+    p_gru, p_min, x = mingru_bench._problem(2, 6, 3, 4)
+    ref = mingru_bench._hand_fns(p_gru, p_min, x, "numpy")
+    mingru_bench._check("torch-cpu", mingru_bench._torch_fns(p_gru, p_min, x, "cpu"), ref)
+
+
+def test_benchmark_agreement_check_catches_a_wrong_gradient():
+    """The check run before timing must fail when a form's gradient is wrong."""
+    from rnnkit.benchmarks import mingru as mingru_bench
+
+    p_gru, p_min, x = mingru_bench._problem(2, 5, 3, 4)
+    ref = mingru_bench._hand_fns(p_gru, p_min, x, "numpy")
+    broken = dict(ref)
+    good = ref["minGRU scan"]
+    broken["minGRU scan"] = lambda: ({**good()[0], "W_h": 1.01 * good()[0]["W_h"]}, good()[1])
+    with pytest.raises(AssertionError, match="minGRU scan dW_h"):
+        mingru_bench._check("numpy", broken, ref)
