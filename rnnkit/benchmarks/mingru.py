@@ -15,7 +15,8 @@ t), with the gradients of every parameter and of the input x, float32. Forms ("f
 
 Implementations ("impl"): numpy, torch-cpu, cupy, torch-cuda (see ``rnnkit.bench``); GPU ones
 are skipped where there is no device. Configuration: B = 64 (Feng et al.'s batch size for their
-runtime figure), D = H = 128, L from 64 to 4096 (SWEEP_L). Before timing each L the minGRU forms and
+runtime figure), D = H = 128, L from 64 to 4096 where a GPU is present (SWEEP_L), else
+L = 64, 256, 1024 (CPU_SWEEP_L: on a CPU the sequential forms at L = 4096 take minutes per call). Before timing each L the minGRU forms and
 implementations are checked against the NumPy sequential minGRU (outputs and every gradient;
 float32, so rtol 1e-2: the log-space form carries an error of a few ulps of |sum_t log a_t|, and
 the bias gradients are sums of B L terms of both signs that largely cancel),
@@ -32,10 +33,11 @@ from .. import bench, gru, mingru
 from ..backend import to_backend, to_numpy
 from ..testing import assert_close
 
-__all__ = ["run", "speedups", "FORMS", "HEADLINE", "SWEEP_L", "QUICK_L"]
+__all__ = ["run", "speedups", "FORMS", "HEADLINE", "SWEEP_L", "CPU_SWEEP_L", "QUICK_L"]
 
 HEADLINE = {"B": 64, "L": 512, "D": 128, "H": 128}
-SWEEP_L = (64, 256, 512, 1024, 4096)
+SWEEP_L = (64, 256, 512, 1024, 2048, 4096)   # with a GPU
+CPU_SWEEP_L = (64, 256, 1024)                 # CPU only: L = 4096 alone takes minutes
 QUICK_L = (32, 128)
 FORMS = ("GRU", "minGRU sequential", "minGRU scan")
 FULL_REPEAT = {"warmup": 1, "repeat": 3}
@@ -127,7 +129,8 @@ def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> l
     """Time a training step of every form on every available implementation over L.
 
     Args:
-        quick: L in QUICK_L with fewer repeats (for the notebook and the tests).
+        quick: L in QUICK_L with fewer repeats (for the notebook and the tests); otherwise
+            SWEEP_L if a GPU implementation runs, else CPU_SWEEP_L.
         backends: {impl: bool}, defaults to ``bench.available_backends()``.
         lengths: override the L values swept.
     Returns:
@@ -135,7 +138,9 @@ def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> l
     """
     backends = bench.available_backends() if backends is None else backends
     impls = [i for i in (*bench.CPU_IMPLS, *bench.GPU_IMPLS) if backends.get(i)]
-    lengths = lengths if lengths is not None else (QUICK_L if quick else SWEEP_L)
+    if lengths is None:
+        gpu = any(i in bench.GPU_IMPLS for i in impls)
+        lengths = QUICK_L if quick else (SWEEP_L if gpu else CPU_SWEEP_L)
     repeat = QUICK_REPEAT if quick else FULL_REPEAT
     B, D, H = HEADLINE["B"], HEADLINE["D"], HEADLINE["H"]
     records = []
