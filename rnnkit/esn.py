@@ -92,8 +92,8 @@ def init(rng: np.random.Generator, D: int, N: int, *, spectral_radius: float = 0
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
     if orthogonal:
-        W = _random_orthogonal(rng, N) * spectral_radius
         _check_number("spectral_radius", spectral_radius, 0.0, np.inf)
+        W = _random_orthogonal(rng, N) * spectral_radius
     else:
         W = rng.standard_normal((N, N)) * (rng.random((N, N)) < density)
         W = scale_spectral_radius(W, spectral_radius)
