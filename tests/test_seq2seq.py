@@ -290,3 +290,13 @@ def test_init_bad_sizes():
         seq2seq.init(np.random.default_rng(0), 5, 5, 3, 0)
     with pytest.raises(ValueError, match="attention_size"):
         seq2seq.init(np.random.default_rng(0), 5, 5, 3, 4, attention_size=0)
+
+
+def test_benchmark_quick_mode_records():
+    """rnnkit.benchmarks.seq2seq on NumPy, two beam widths and two sentences: well-formed records."""
+    from rnnkit.benchmarks import seq2seq as seq2seq_bench
+
+    records = seq2seq_bench.run(quick=True, backends={"numpy": True}, ks=(1, 2), B=2)
+    forms = sorted((r["form"], r["params"]["K"]) for r in records)
+    assert forms == [("beam search", 1), ("beam search", 2), ("greedy (batched)", 1)]
+    assert all(r["impl"] == "numpy" and r["median_s"] > 0 and r["params"]["B"] == 2 for r in records)
