@@ -14,7 +14,7 @@ moved by ``rnnkit.backend.to_backend``; skipped where there is no GPU). torch-cp
 default set (it runs the same source as numpy with a larger per-step overhead, and doubles the CPU
 time); pass ``backends={"torch-cpu": True}`` to include it.
 
-Configuration: B=4, H=32, N=32 (16 complex modes per channel), L from 256 to 16384. Before timing
+Configuration: B=4, H=32, N=32 (16 complex modes per channel), L from 16 to 16384. Before timing
 each L, the convolutional outputs are compared with the recurrent ones (float32: rtol 1e-3 of the
 largest output; the S4 recurrence is skipped above L=8192 where one call takes seconds, and then
 S4 conv is compared with the naive kernel instead).
@@ -29,7 +29,7 @@ from ..backend import to_backend, to_numpy
 __all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "S4_RECURRENT_MAX_L"]
 
 CONFIG = {"B": 4, "H": 32, "N": 32}
-SWEEP_L = (256, 512, 1024, 2048, 4096, 8192, 16384)
+SWEEP_L = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 QUICK_L = (64, 256, 1024)
 S4_RECURRENT_MAX_L = 8192
 FORMS = ("S4D conv", "S4D recurrent", "S4 conv", "S4 recurrent", "naive kernel")
