@@ -224,8 +224,16 @@ def train_classifier(layer_fn: Callable, init_fn: Callable, data, *, H: int = 32
     C = int(max(y_tr.max(), y_te.max())) + 1
 
     rng = np.random.default_rng(seed)
-    model = _map(_init_model(rng, init_fn, x_tr.shape[2], H, C, n_layers),
-                 lambda a: torch.tensor(np.asarray(a), dtype=tdtype, requires_grad=True))
+
+    def to_leaf(a):
+        a = np.asarray(a)
+        if np.iscomplexobj(a):   # casting would silently drop the imaginary part
+            raise ValueError(f"init_fn: expected real parameters, got a complex array of shape "
+                             f"{a.shape}; store complex parameters as real pairs "
+                             f"(e.g. rnnkit.s4d.split_complex)")
+        return torch.tensor(a, dtype=tdtype, requires_grad=True)
+
+    model = _map(_init_model(rng, init_fn, x_tr.shape[2], H, C, n_layers), to_leaf)
     groups = {"layer": [], "decay": [], "plain": []}
     for path, p in _leaves(model):
         key = "layer" if "layer" in path else ("decay" if path[-1] == "W" else "plain")

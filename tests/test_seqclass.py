@@ -111,3 +111,14 @@ def test_bad_inputs_raise_clear_errors():
         seqclass.train_classifier(None, LRU[1], data)
     with pytest.raises(ValueError, match=r"layer_fn: expected an output of shape \(B, L, H\)"):
         seqclass.train_classifier(lambda p, u: u[:, :, :3], LRU[1], data, **{**KW, "steps": 1})
+
+
+def test_complex_parameters_are_rejected_not_silently_cast():
+    """torch.tensor(complex, dtype=float32) would drop the imaginary part with only a warning."""
+    data = toy()
+
+    def complex_init(rng, H):
+        return {"lam": np.exp(1j * rng.uniform(0, 1, H))}
+
+    with pytest.raises(ValueError, match="init_fn: expected real parameters, got a complex array"):
+        seqclass.train_classifier(lambda p, u: u, complex_init, data, **{**KW, "steps": 1})
