@@ -32,13 +32,15 @@ env: $(STAMP)
 
 # The whole suite: rnnkit unit tests, every chapter and exercise notebook executed by nbval
 # (master notebooks only, not generated student copies), the book build and the browser test.
-# Two pytest-xdist workers (TEST_WORKERS=1 runs serially): notebooks run single-threaded, so two
-# cores run two at once; --dist loadfile keeps each notebook's cells and each test module's
-# fixtures (the book build, the exercise pipeline) on one worker.
+# Two pytest-xdist workers (TEST_WORKERS=1 runs serially), each single-threaded (BLAS, OpenMP,
+# torch): two cores run two notebooks at once instead of four threads fighting over two cores,
+# which made small matrix products several times slower. --dist loadfile keeps each notebook's
+# cells and each test module's fixtures (the book build, the exercise pipeline) on one worker.
 NBVAL_IGNORE := --ignore=exercises/student --ignore=exercises/autograder
 TEST_WORKERS ?= 2
+TEST_THREADS := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: env book-assets browser-deps
-	RNNKIT_PROGRESS=text $(PY) -m pytest tests chapters exercises --nbval-lax \
+	$(TEST_THREADS) RNNKIT_PROGRESS=text $(PY) -m pytest tests chapters exercises --nbval-lax \
 		--nbval-cell-timeout=600 $(NBVAL_IGNORE) -p no:cacheprovider --durations=15 -q \
 		-n $(TEST_WORKERS) --dist loadfile
 
