@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from rnnkit import elman, layers, rtrl
 from rnnkit.backend import to_backend
+from rnnkit.tasks import delayed_recall
 from rnnkit.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12   # float64: two exact algorithms for the same sum, only summation order differs
@@ -90,12 +91,6 @@ def test_state_size_is_independent_of_length_and_cubic_in_H():
     assert rtrl.state_size(D=4, H=8) == {"rtrl": 8 * (4 * 8 + 64 + 8), "bptt_per_step": 8}
     S = rtrl.init_sensitivities(elman.init(np.random.default_rng(0), 4, 8), 1)
     assert sum(s.size for s in S) == rtrl.state_size(4, 8)["rtrl"]
-
-
-def delayed_recall(rng, B, L, lag):
-    """Bit streams and their copies delayed by ``lag`` steps (y_t = bit_{t - lag})."""
-    bits = rng.integers(0, 2, size=(B, L + lag))
-    return np.eye(2)[bits[:, lag:]], bits[:, :L]
 
 
 def test_online_training_with_zero_learning_rate_scores_the_fixed_network():

@@ -265,3 +265,20 @@ def test_sequential_digits_bad_input(kwargs, name):
     from rnnkit.tasks import sequential_digits
     with pytest.raises(ValueError, match=name):
         sequential_digits(**kwargs)
+
+
+# ---- delayed recall ----
+def test_delayed_recall_targets_are_the_bits_read_lag_steps_earlier():
+    from rnnkit.tasks import delayed_recall
+    x, y = delayed_recall(np.random.default_rng(0), 3, 20, 4)
+    assert x.shape == (3, 20, 2) and y.shape == (3, 20) and y.dtype == np.int64
+    assert np.array_equal(x.sum(-1), np.ones((3, 20)))
+    assert np.array_equal(y[:, 4:], x[:, :-4].argmax(-1))       # y_t = bit at t - 4
+
+
+@pytest.mark.parametrize("kwargs, name", [({"lag": 0}, "lag"), ({"L": 0}, "L"), ({"B": 0}, "B")])
+def test_delayed_recall_bad_input(kwargs, name):
+    from rnnkit.tasks import delayed_recall
+    args = {"B": 2, "L": 5, "lag": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        delayed_recall(np.random.default_rng(0), **args)

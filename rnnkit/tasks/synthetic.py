@@ -29,7 +29,8 @@ import numpy as np
 from ..backend import xp_of
 from ..checks import check_positive_int
 
-__all__ = ["adding_problem", "copy_task", "copy_task_baseline_loss", "parity", "one_hot"]
+__all__ = ["adding_problem", "copy_task", "copy_task_baseline_loss", "parity", "delayed_recall",
+           "one_hot"]
 
 
 def _check_rng(rng) -> None:
@@ -142,6 +143,26 @@ def parity(rng: np.random.Generator, B: int, L: int, running: bool = True):
     y = np.cumsum(bits, axis=1) % 2                         # (B, L) running parity
     x = bits[:, :, None].astype(np.float64)                 # (B, L, 1)
     return (x, y.astype(np.int64)) if running else (x, y[:, -1].astype(np.int64))
+
+
+def delayed_recall(rng: np.random.Generator, B: int, L: int, lag: int):
+    """Bit streams whose target at every step is the bit read ``lag`` steps earlier.
+
+    The task of chapter 8's online-learning experiment: a learner that updates after every step
+    must carry each bit for ``lag`` steps. Chance level is ln 2 nats per step.
+
+    Args:
+        rng: NumPy random generator.  B: number of streams >= 1.  L: steps >= 1.  lag: delay >= 1.
+    Returns:
+        x: (B, L, 2) float64 one-hot bits.  y: (B, L) int64, y[:, t] = the bit read at t - lag
+        (the first ``lag`` targets are bits drawn before the stream starts).
+    """
+    _check_rng(rng)
+    check_positive_int("B", B)
+    check_positive_int("L", L)
+    check_positive_int("lag", lag)
+    bits = rng.integers(0, 2, size=(B, L + lag))            # (B, L + lag); the first lag are "before"
+    return np.eye(2)[bits[:, lag:]], bits[:, :L].astype(np.int64)
 
 
 def one_hot(ids, V: int, dtype=np.float64):
