@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - rnnkit is installed wherever the noteb
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         return abs_err, abs_err / max(scale, np.finfo(np.float64).tiny)
 
-__all__ = ["call_student", "expect_implemented", "check_array", "check_scalar", "check_true",
+__all__ = ["call_student", "forbidden", "ReferenceForbidden", "expect_implemented", "check_array", "check_scalar", "check_true",
            "check_unchanged", "preview"]
 
 
@@ -64,8 +64,58 @@ def expect_implemented(name: str, value: Any, hint: str | None = None) -> None:
                       "then run the check again.")
 
 
+class ReferenceForbidden(RuntimeError):
+    """Raised by an rnnkit function that an exercise asks the student to write themselves."""
+
+
+def _refuse(*args, **kwargs):
+    # Its code object replaces a forbidden function's while a student's answer runs. It may refer
+    # to nothing but builtins: it runs with the forbidden function's module globals.
+    raise RuntimeError("rnnkit reference switched off: this exercise asks you to write it yourself")
+
+
+def _resolve(target: str | Callable) -> Callable:
+    if callable(target):
+        return target
+    module_name, _, attr = target.rpartition(".")
+    import importlib
+    obj = importlib.import_module(module_name)
+    return getattr(obj, attr)
+
+
+class forbidden:
+    """Make rnnkit functions unusable while a student's answer runs (``with forbidden(...):``).
+
+    A student who answers ``def step(...): return lstm.step(...)`` must not pass the check of an
+    exercise that asks for the LSTM step. Inside the ``with`` block every listed function (given
+    as an object or as ``"rnnkit.lstm.step"``) raises, however the student reached it (a module
+    attribute, ``from rnnkit.lstm import step``, an alias, another rnnkit function calling it):
+    the function object's code is swapped, not a name, so every reference sees the swap. The
+    checks compute their references outside the block. ``call_student(..., forbid=[...])`` uses
+    this and turns the error into feedback.
+    """
+
+    def __init__(self, *targets):
+        self.functions = [_resolve(t) for t in targets]
+        self._saved = []
+
+    def __enter__(self):
+        for f in self.functions:
+            if f.__code__.co_freevars:  # a closure cannot take a code object without free vars
+                raise ValueError(f"forbidden: {f.__qualname__} is a closure; forbid its caller")
+            self._saved.append((f, f.__code__, f.__defaults__, f.__kwdefaults__))
+            f.__code__, f.__defaults__, f.__kwdefaults__ = _refuse.__code__, None, None
+        return self
+
+    def __exit__(self, *exc):
+        for f, code, defaults, kwdefaults in self._saved:
+            f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
+        self._saved.clear()
+        return False
+
+
 def call_student(name: str, func: Callable, *args, n_outputs: int | None = None,
-                 copy_args: bool = True, **kwargs):
+                 copy_args: bool = True, forbid=(), **kwargs):
     """Call the student's ``func``, turning every error into feedback.
 
     Args:
@@ -74,6 +124,9 @@ def call_student(name: str, func: Callable, *args, n_outputs: int | None = None,
         n_outputs: if given, the result must be a tuple of this many entries.
         copy_args: pass copies of array arguments (so a buggy function cannot change the
             reference); ``False`` in the checks that look for in-place modification.
+        forbid: rnnkit functions (objects or dotted names) that the exercise replaces; they
+            raise while ``func`` runs (see ``forbidden``), so a one-line call into the
+            reference library earns no points.
     Returns:
         whatever ``func`` returned.
     """
@@ -86,8 +139,17 @@ def call_student(name: str, func: Callable, *args, n_outputs: int | None = None,
     copies = [copy(a) for a in args]
     kw_copies = {k: copy(v) for k, v in kwargs.items()}
     try:
-        out = func(*copies, **kw_copies)
+        with forbidden(*forbid):
+            out = func(*copies, **kw_copies)
     except Exception as exc:  # the student's code raised: report it as feedback, not a crash
+        if "rnnkit reference switched off" in str(exc):
+            names = ", ".join(_resolve(t).__module__ + "." + _resolve(t).__qualname__
+                              for t in forbid)
+            _fail([f"{name}: called the library function this exercise replaces.",
+                   "  expected: your own implementation",
+                   f"  got:      a call into {names}"],
+                  "write the computation yourself from the chapter's equations; rnnkit's "
+                  "version is switched off while your answer is checked.")
         _fail([f"{name}: raised {type(exc).__name__} when called.",
                "  expected: a result",
                f"  got:      {type(exc).__name__}: {exc}"],
