@@ -1,0 +1,107 @@
+"""Numbers in a chapter's prose come from cells (myst-nb glue), not from the author's keyboard.
+
+A heuristic drift detector (issue: evidence a reader can check). In every chapter's markdown it
+looks for measured-looking numbers: decimals (0.886), percentages (88.6 %), speed-ups (2.4x) and
+scientific notation (2.3e-38, 10^{-36}). Each must be
+
+- glued: written with the ``{glue:text}`` / ``{glue}`` role, so the number is whatever the cell
+  computed or read from a recorded JSON, or
+- in a table whose header or caption line mentions the paper(s) ("the paper reports" tables
+  quote published numbers, which no cell can compute), or on a line that cites a paper with
+  ``{cite}`` (a quoted published figure), or
+- a setting rather than a measurement: directly after ``=`` or ``\\le``/``\\ge`` (lr = 0.01,
+  alpha = 0.95), or in the short allowlist below.
+
+Equation labels like (1.3), section and chapter numbers and versions are not flagged (no
+decimal of that shape survives the patterns below). The allowlist is kept short on purpose: a
+number that is neither a setting nor glued is a number that can drift from the code.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+# Constants that are definitions, not measurements (each with its reason).
+ALLOWED = {
+    "0.5",       # one half, as in "the 0.5 threshold" of a sigmoid gate
+    "10^{-16}",  # the order of float64 round-off (machine epsilon 2.2e-16), a property of IEEE
+}
+
+NUMBER = re.compile(
+    r"(?<![\w.\\{])("
+    r"\d+(?:[.,]\d+)*\s?(?:%|\\%)"              # 88.6 %, 100%
+    r"|\d+(?:,\d{3})*(?:\.\d+)?\s?(?:x|\\times)(?![\w^{])"  # 2.4x, 2,447x (not 10 \times 10^{-3})
+    r"|\d+(?:\.\d+)?[eE][-+]?\d+"                # 2.3e-38
+    r"|10\^\{?-?\d+\}?"                          # 10^{-36}
+    r"|\d+\.\d+"                                 # 0.886
+    r")(?!\w)(?!\.\d)")
+GLUE = re.compile(r"\{glue(?::\w+)?\}`[^`]*`")
+# Equation, section, figure and table references: (1.3), (1.3)-(1.5), section 1.6, figure 9.3.
+REFERENCE = re.compile(r"\(\d+\.\d+[a-z]?\)|\b(?:sections?|figures?|tables?|chapters?|equations?|eqs?\.)"
+                       r"\s+\d+\.\d+[a-z]?(?:\s*(?:,|and|to|-)\s*\d+\.\d+[a-z]?)*", re.IGNORECASE)
+CODE = re.compile(r"`[^`]*`")
+SETTING = re.compile(r"(?:=|\\le|\\ge|\\leq|\\geq|\\approx 10\^)\s*\$?\s*$")
+PAPER = re.compile(r"paper|reported|report|published|\{cite", re.IGNORECASE)
+
+
+def _markdown_cells(path: Path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown":
+            yield i, "".join(cell["source"])
+
+
+def offending_numbers(text: str) -> list[str]:
+    """The flagged numbers of one markdown cell, as 'number  <- line' strings."""
+    # References may break across lines ("section\n1.6"): blank them in the whole cell first,
+    # keeping the line breaks so that tables are still recognised line by line.
+    text = REFERENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    found = []
+    in_paper_table = False
+    previous = ""
+    for line in text.splitlines():
+        is_table = line.lstrip().startswith("|")
+        if is_table and not in_paper_table:
+            in_paper_table = bool(PAPER.search(previous) or PAPER.search(line))
+        if not is_table:
+            in_paper_table = False
+            previous = line if line.strip() else previous
+        if in_paper_table or "{cite" in line:
+            continue
+        clean = CODE.sub(" ", GLUE.sub(" ", line))
+        for m in NUMBER.finditer(clean):
+            number = m.group(1)
+            if number in ALLOWED or SETTING.search(clean[:m.start()]):
+                continue
+            found.append(f"{number}  <- {line.strip()[:120]}")
+    return found
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_numbers_are_glued(path):
+    problems = [f"cell {i}: {hit}" for i, text in _markdown_cells(path)
+                for hit in offending_numbers(text)]
+    assert not problems, (f"{path.name}: {len(problems)} number(s) in the prose are neither glued "
+                          "nor settings nor in a 'the paper reports' table:\n  "
+                          + "\n  ".join(problems))
+
+
+@pytest.mark.parametrize("text, flagged", [
+    ("The LRU reaches 88.6 % and the LSTM 74.1 %.", ["88.6 %", "74.1 %"]),
+    ("a 2,447x speed-up", ["2,447x"]),
+    ("the measured value is 2.3e-38, not 10^{-36}", ["2.3e-38", "10^{-36}"]),
+    ("bits per character: 1.87", ["1.87"]),
+    ("we reach {glue:text}`ch01_bits:.2f` bits", []),
+    ("with `lr = 0.003` and $\\alpha = 0.95$", []),
+    ("equation (1.3) and section 4.2; (1.3)-(1.5) and (2.10a), figures 9.3", []),
+    ("| model | the paper reports |\n|---|---|\n| S4 | 91.1 % |", []),
+    ("S4 reaches 91.1 % on sCIFAR {cite}`gu2022efficiently`.", []),
+])
+def test_the_detector_itself(text, flagged):
+    assert [hit.split("  <- ")[0] for hit in offending_numbers(text)] == flagged
