@@ -109,7 +109,7 @@ def _ssd_recurrent(xp, x, dt, A, B, C, h):
 
 def _ssd_quadratic(xp, x, dt, A, B, C, h):
     M = ssd_matrix(dt, A, B, C)                                 # (B, H, L, L)
-    y = xp.einsum("bhts,bshp->bthp", M, dt[..., None] * x)      # (B, L, H, P)
+    y = xp.moveaxis(M @ xp.moveaxis(dt[..., None] * x, 2, 1), 1, 2)   # (B, L, H, P)
     cum = xp.cumulative_sum(dt * A, axis=1)                     # (B, L, H)
     y = y + xp.exp(cum)[..., None] * xp.einsum("bhpn,bthn->bthp", h, C)
     # the last state: row L of M's "state" view, h_L = a_{L:0} h_0 + sum_s a_{L:s} dt_s x_s B_s^T
@@ -129,27 +129,27 @@ def _ssd_chunked(xp, x, dt, A, B, C, h, T):
         dt = xp.concat([dt, xp.zeros((Bsz, pad, H), dtype=dt.dtype, device=dev)], axis=1)
         zN = xp.zeros((Bsz, pad, H, N), dtype=B.dtype, device=dev)
         B, C = xp.concat([B, zN], axis=1), xp.concat([C, zN], axis=1)
-    X = xp.reshape(dt[..., None] * x, (Bsz, nC, T, H, P))       # dt x, chunked
-    Bc = xp.reshape(B, (Bsz, nC, T, H, N))
-    Cc = xp.reshape(C, (Bsz, nC, T, H, N))
+    heads_first = lambda v: xp.moveaxis(xp.reshape(v, (Bsz, nC, T, H, -1)), 3, 1)   # noqa: E731
+    X = heads_first(dt[..., None] * x)                          # (B, H, nC, T, P)  dt x, chunked
+    Bc, Cc = heads_first(B), heads_first(C)                     # (B, H, nC, T, N)
     a_log = xp.moveaxis(xp.reshape(dt * A, (Bsz, nC, T, H)), 3, 1)   # (B, H, nC, T)
     cum = xp.cumulative_sum(a_log, axis=-1)                     # (B, H, nC, T)
-    # 1) diagonal blocks: quadratic (masked attention) form inside every chunk
+    # 1) diagonal blocks: the quadratic (masked attention) form inside every chunk
     Lmask = xp.exp(segsum(a_log))                               # (B, H, nC, T, T)
-    y_diag = xp.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Cc, Bc, Lmask, X)
-    # 2) the state each chunk would end in from a zero start
-    decay_to_end = xp.exp(cum[..., -1:] - cum)                  # (B, H, nC, T)  a_{end:s}
-    s = xp.einsum("bclhn,bhcl,bclhp->bchpn", Bc, decay_to_end, X)   # (B, nC, H, P, N)
+    y_diag = (Lmask * (Cc @ xp.matrix_transpose(Bc))) @ X       # (B, H, nC, T, P)
+    # 2) the state each chunk would end in from a zero start: sum_s a_{end:s} dt_s x_s B_s^T
+    decay_to_end = xp.exp(cum[..., -1:] - cum)                  # (B, H, nC, T)
+    s = xp.matrix_transpose(X) @ (decay_to_end[..., None] * Bc)  # (B, H, nC, P, N)
     # 3) pass states from chunk to chunk: H_c = a_chunk H_{c-1} + s_c
     a_chunk = xp.exp(cum[..., -1])                              # (B, H, nC)
     starts = []
     for c in range(nC):
         starts.append(h)
-        h = a_chunk[:, :, c, None, None] * h + s[:, c]          # (B, H, P, N)
-    H_in = xp.stack(starts, axis=1)                             # (B, nC, H, P, N)
-    # 4) what the entering state contributes inside each chunk
-    y_off = xp.einsum("bclhn,bchpn,bhcl->bclhp", Cc, H_in, xp.exp(cum))
-    y = xp.reshape(y_diag + y_off, (Bsz, nC * T, H, P))[:, :L]
+        h = a_chunk[:, :, c, None, None] * h + s[:, :, c]       # (B, H, P, N)
+    H_in = xp.stack(starts, axis=2)                             # (B, H, nC, P, N)
+    # 4) what the entering state contributes inside each chunk: a_{t:start} C_t H_{c-1}
+    y_off = xp.exp(cum)[..., None] * (Cc @ xp.matrix_transpose(H_in))   # (B, H, nC, T, P)
+    y = xp.reshape(xp.moveaxis(y_diag + y_off, 1, 3), (Bsz, nC * T, H, P))[:, :L]
     return y, h
 
 

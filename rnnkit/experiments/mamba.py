@@ -29,12 +29,12 @@ from ..tasks import selective_copy
 __all__ = ["run", "CONFIGS", "build", "train", "lti_block_init", "lti_block"]
 
 CONFIGS = {
-    "small": dict(W=16, N=8, n_layers=2, steps=150, batch=32, lrs=(1e-2,), seeds=(0,),
+    "small": dict(W=16, N=8, n_layers=2, steps=120, batch=32, lrs=(1e-2,), seeds=(0,),
                   copy=dict(L=16, n_memorize=4, n_tokens=6), induction=dict(L=16, n_tokens=6),
-                  n_test=500, chunk=8),
-    "large": dict(W=16, N=8, n_layers=2, steps=600, batch=32, lrs=(3e-3, 1e-2), seeds=(0, 1, 2),
-                  copy=dict(L=64, n_memorize=8, n_tokens=8), induction=dict(L=64, n_tokens=8),
-                  n_test=1000, chunk=16),
+                  n_test=500, extrapolate=(1, 4)),
+    "large": dict(W=16, N=8, n_layers=2, steps=800, batch=32, lrs=(3e-3, 1e-2), seeds=(0, 1, 2),
+                  copy=dict(L=32, n_memorize=4, n_tokens=8), induction=dict(L=32, n_tokens=8),
+                  n_test=1000, extrapolate=(1, 2, 4, 8)),
 }
 
 
@@ -85,7 +85,7 @@ def _count(tree) -> int:
     return int(np.prod(tree.shape))
 
 
-def _apply(torch, kind, model, x_ids, chunk):
+def _apply(torch, kind, model, x_ids):
     F = torch.nn.functional
     h = model["emb"][x_ids]                                         # (B, L, W)
     W = h.shape[-1]
@@ -107,8 +107,11 @@ def _batch(task: str, rng, B: int, cfg: dict):
 
 
 def train(kind: str, task: str, *, W: int, N: int, n_layers: int, steps: int, batch: int,
-          lr: float, seed: int, task_cfg: dict, n_test: int = 500, chunk: int = 8) -> dict:
-    """Train one model on one task; returns accuracy on fresh draws, loss curve, parameter count."""
+          lr: float, seed: int, task_cfg: dict, n_test: int = 500, extrapolate=(1,)) -> dict:
+    """Train one model on one task; returns accuracy on fresh draws, loss curve, parameter count.
+
+    ``extrapolate``: the test accuracy is also measured at these multiples of the training length
+    (the context L of the task; both models run at any length). ``test_acc`` is at 1x."""
     import torch  # noqa: PLC0415
 
     torch.manual_seed(seed)
@@ -133,17 +136,21 @@ def train(kind: str, task: str, *, W: int, N: int, n_layers: int, steps: int, ba
     losses, t0 = [], time.process_time()
     for _ in range(steps):
         x, y, M = _batch(task, data_rng, batch, task_cfg)
-        logits = _apply(torch, kind, model, torch.as_tensor(x), chunk)[:, -M:]
+        logits = _apply(torch, kind, model, torch.as_tensor(x))[:, -M:]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.as_tensor(y).reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+    acc = {}
     with torch.no_grad():
-        x, y, M = _batch(task, np.random.default_rng(10_000 + seed), n_test, task_cfg)
-        pred = _apply(torch, kind, model, torch.as_tensor(x), chunk)[:, -M:].argmax(-1).numpy()
+        for m in extrapolate:
+            cfg_m = {**task_cfg, "L": m * task_cfg["L"]}
+            x, y, M = _batch(task, np.random.default_rng(10_000 + seed), n_test, cfg_m)
+            pred = _apply(torch, kind, model, torch.as_tensor(x))[:, -M:].argmax(-1).numpy()
+            acc[str(m)] = float((pred == y).mean())
     return {"kind": kind, "task": task, "seed": seed, "lr": lr, "N": N_kind,
-            "n_params": _count(model_np), "test_acc": float((pred == y).mean()),
+            "n_params": _count(model_np), "test_acc": acc.get("1"), "test_acc_by_length": acc,
             "final_loss": float(np.mean(losses[-20:])), "losses": losses[::max(1, steps // 50)],
             "cpu_s": time.process_time() - t0}
 
@@ -161,7 +168,7 @@ def run(size: str = "small") -> dict:
     if size not in CONFIGS:
         raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
     cfg = CONFIGS[size]
-    common = {k: cfg[k] for k in ("W", "N", "n_layers", "steps", "batch", "n_test", "chunk")}
+    common = {k: cfg[k] for k in ("W", "N", "n_layers", "steps", "batch", "n_test", "extrapolate")}
     figures = {"runs": [], "lr": {}}
     for task in ("copy", "induction"):
         for kind in ("mamba", "s4d"):
@@ -173,6 +180,7 @@ def run(size: str = "small") -> dict:
                 r = tries[lr] if seed == cfg["seeds"][0] else train(
                     kind, task, lr=lr, seed=seed, task_cfg=cfg[task], **common)
                 figures["runs"].append(r)
-    return {"config": {"size": size, **{k: (list(v) if isinstance(v, tuple) else v)
-                                        for k, v in cfg.items()}},
+    return {"config": {"size": size, "chance": {t: selective_copy.chance_accuracy(cfg[t]["n_tokens"])
+                                                for t in ("copy", "induction")},
+                       **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}},
             "figures": figures}
