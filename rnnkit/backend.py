@@ -16,6 +16,10 @@ import numpy as np
 
 __all__ = [
     "xp_of",
+    "device_of",
+    "zeros",
+    "empty",
+    "eye",
     "to_numpy",
     "to_backend",
     "gpu_available",
@@ -34,6 +38,31 @@ def xp_of(*arrays: Any):
     if not present:
         raise ValueError("xp_of: expected at least one array, got none")
     return array_api_compat.array_namespace(*present)
+
+
+def device_of(x: Any):
+    """The device ``x`` lives on, in its own library's terms ("cpu", a CuPy device, torch's)."""
+    return array_api_compat.device(x)
+
+
+def zeros(xp, shape, *, like, dtype=None):
+    """Zeros of ``shape`` on ``like``'s device, with ``like``'s dtype unless ``dtype`` is given.
+
+    Every array a model creates goes through this (or ``empty``/``eye``), so that CuPy and torch
+    inputs give CuPy and torch outputs on the same device: ``np.zeros`` or a bare ``xp.zeros``
+    would put a torch CUDA model's state on the CPU.
+    """
+    return xp.zeros(shape, dtype=like.dtype if dtype is None else dtype, device=device_of(like))
+
+
+def empty(xp, shape, *, like, dtype=None):
+    """Uninitialised array of ``shape`` on ``like``'s device (see ``zeros``)."""
+    return xp.empty(shape, dtype=like.dtype if dtype is None else dtype, device=device_of(like))
+
+
+def eye(xp, n: int, *, like, dtype=None):
+    """The n x n identity on ``like``'s device, with ``like``'s dtype unless ``dtype`` is given."""
+    return xp.eye(n, dtype=like.dtype if dtype is None else dtype, device=device_of(like))
 
 
 def is_torch(x: Any) -> bool:
@@ -76,7 +105,9 @@ def to_backend(x: Any, backend: str, device: str | None = None):
     if backend == "torch":
         import torch  # noqa: PLC0415
 
-        return torch.from_numpy(np.ascontiguousarray(host)).to(device or "cpu")
+        # np.ascontiguousarray would turn a 0-d array into shape (1,): copy only when needed.
+        host = host if host.flags.c_contiguous else host.copy(order="C")
+        return torch.from_numpy(host).to(device or "cpu")
     raise ValueError(f"backend: expected 'numpy', 'cupy' or 'torch', got {backend!r}")
 
 

@@ -5,10 +5,13 @@
     z_t = h_t W_hy + b_y                    (1.8)
     loss = mean_t -log softmax(z_t)[c_{t+1}] (1.9)
 
-The cell is a module with the book's surface: ``init(rng, D, H)``,
-``forward(params, x, state, return_cache=True) -> (h_all, state_last, cache)`` and
-``backward(params, dh_all, cache) -> (grads, dx, dstate0)`` (rnnkit.elman, rnnkit.lstm,
-rnnkit.gru...). Parameters are a nested dict ``{"cell": ..., "readout": ...}``.
+The cell is any model module of rnnkit/PROTOCOL.md (``rnnkit.registry.models()``; a cell with
+options is passed bound, ``registry.bind(rnnkit.scrn, alpha=0.9)``): ``init(rng, V, H, ...)`` and
+``forward(params, x, state)`` are all that ``evaluate`` and ``sample`` need, and
+``loss_and_grads`` also needs the cell's hand-derived ``backward`` (elman, lstm, gru, mingru, lru;
+train the others with torch autograd, ``rnnkit.seqclass``). The readout reads the cell's output,
+whatever its width (H for most cells, D = V for the LRU, H + N for the SCRN). Parameters are a
+nested dict ``{"cell": ..., "readout": ...}``.
 
 Reference: A. Karpathy, J. Johnson and L. Fei-Fei, "Visualizing and Understanding Recurrent
 Networks", 2015 (the char-rnn experiments this chapter follows in miniature).
@@ -27,8 +30,16 @@ __all__ = ["init", "one_hot", "loss_and_grads", "evaluate", "sample"]
 
 
 def init(rng: np.random.Generator, cell: ModuleType, V: int, H: int, **cell_kwargs) -> dict:
-    """Parameters for a vocabulary of V characters and a cell of H hidden units."""
-    return {"cell": cell.init(rng, V, H, **cell_kwargs), "readout": layers.linear_init(rng, H, V)}
+    """Parameters for a vocabulary of V characters and a cell of H hidden units.
+
+    ``cell_kwargs`` go to ``cell.init`` (the SCRN's context size N, say). The readout's input
+    width is that of the cell's output, found by running the cell on one step.
+    """
+    check_positive_int("V", V)
+    params = cell.init(rng, V, H, **cell_kwargs)
+    dtype = next(iter(params.values())).dtype
+    y, _ = cell.forward(params, np.zeros((1, 1, V), dtype=dtype))
+    return {"cell": params, "readout": layers.linear_init(rng, int(y.shape[-1]), V)}
 
 
 def one_hot(ids: np.ndarray, V: int, dtype=np.float64) -> np.ndarray:
@@ -50,6 +61,9 @@ def loss_and_grads(cell: ModuleType, params: dict, x_ids: np.ndarray, y_ids: np.
     """
     dims = check_shape("x_ids", x_ids, "B L")
     check_shape("y_ids", y_ids, "B L", dims)
+    if not callable(getattr(cell, "backward", None)):
+        raise ValueError(f"cell: {getattr(cell, '__name__', cell)} has no hand-derived backward; "
+                         "train it with torch autograd (rnnkit.seqclass), or evaluate/sample it here")
     V = params["readout"]["W_hy"].shape[1]
     x = one_hot(x_ids, V, dtype=params["readout"]["W_hy"].dtype)      # (B, L, V)
     h_all, state_last, cache = cell.forward(params["cell"], x, state, return_cache=True)

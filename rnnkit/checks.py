@@ -14,6 +14,10 @@ from typing import Any
 
 __all__ = ["check_shape", "check_params", "check_floating", "check_positive_int"]
 
+# Letters whose size must be at least 1: a sequence of length L = 0 has no first step, and the
+# loops and scans below it would fail with an error about stacking an empty list.
+NONEMPTY = ("L",)
+
 
 def _fmt(letters: list[str], dims: dict[str, int]) -> str:
     return "(" + ", ".join(f"{c}={dims[c]}" if c in dims else c for c in letters) + ")"
@@ -55,6 +59,9 @@ def check_shape(name: str, array: Any, spec: str, dims: dict[str, int] | None = 
             origin = f" (from {source[letter]})" if letter in source else ""
             raise ValueError(f"{name}: expected shape {_fmt(letters, dims)}{origin}, got {shape}")
         else:
+            if letter in NONEMPTY and size < 1:
+                raise ValueError(f"{name}: expected at least one time step ({letter} >= 1) in shape "
+                                 f"({', '.join(letters)}), got {shape}")
             dims.setdefault(letter, size)
             source.setdefault(letter, name)
     return dims

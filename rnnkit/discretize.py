@@ -49,11 +49,10 @@ from __future__ import annotations
 
 import math
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_shape
+from .backend import device_of, xp_of
+from .checks import check_floating, check_shape
 
 __all__ = ["METHODS", "discretize", "forward_euler", "backward_euler", "bilinear", "gbt", "zoh",
            "expm", "eigenvalue_map"]
@@ -62,7 +61,7 @@ METHODS = ("forward_euler", "backward_euler", "bilinear", "zoh")
 
 
 def _eye(xp, n, like):
-    return xp.eye(n, dtype=like.dtype, device=array_api_compat.device(like))
+    return xp.eye(n, dtype=like.dtype, device=device_of(like))
 
 
 def _real_dtype(xp, dtype):
@@ -82,8 +81,14 @@ def _check_system(A, B, dt):
     check_shape("A", A, "N N" if A.ndim == 2 else "H N N", dims, src)
     check_shape("B", B, "H N" if getattr(B, "ndim", None) == 2 else "N", dims, src)
     xp = xp_of(A, B)
+    # Integer A or B would make dt an integer too (zoh(-eye(int), ones(int), 1.5) ran with dt = 1):
+    # the system must be floating point, as it is in every caller.
+    check_floating("A", A)
+    check_floating("B", B)
+    if hasattr(dt, "dtype"):
+        check_floating("dt", dt)
     if not hasattr(dt, "shape"):                            # a Python number (arrays kept as given)
-        dt = xp.asarray(dt, dtype=_real_dtype(xp, A.dtype), device=array_api_compat.device(A))
+        dt = xp.asarray(dt, dtype=_real_dtype(xp, A.dtype), device=device_of(A))
     if dt.ndim > 1:
         raise ValueError(f"dt: expected a number or shape (H,), got shape {tuple(dt.shape)}")
     if dt.ndim == 1:
@@ -171,7 +176,7 @@ def zoh(A, B, dt):
     xp, A, B, dt = _check_system(A, B, dt)
     N = A.shape[-1]
     aug = xp.zeros(A.shape[:-2] + (N + 1, N + 1), dtype=xp.result_type(A, B),
-                   device=array_api_compat.device(A))
+                   device=device_of(A))
     aug[..., :N, :N] = A
     aug[..., :N, N] = B
     E = expm(dt[..., None, None] * aug)                     # (…, N+1, N+1)

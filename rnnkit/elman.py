@@ -27,15 +27,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 
-__all__ = ["init", "step", "forward", "backward", "forward_layers", "from_torch", "ElmanCache", "STATE"]
+__all__ = ["init", "step", "forward", "backward", "zero_state", "example", "forward_layers",
+           "from_torch", "ElmanCache", "STATE", "FORMS"]
 
 STATE = ("h",)  # the cell's state is the hidden state alone (rnnkit.stack reads this)
+FORMS = ()      # no further equivalent forms: the recurrence is nonlinear
 
 
 class ElmanCache(NamedTuple):
@@ -78,29 +79,39 @@ def _check_params(params: dict, dims: dict, src: dict) -> None:
     check_params(params, (("W_xh", "D H"), ("W_hh", "H H"), ("b_h", "H")), dims, src)
 
 
-def _zeros(xp, shape, like):
-    return xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
+def zero_state(params: dict, x):
+    """h_0 = 0: (B, H) zeros with the batch size, dtype and device of ``x`` ((B, D) or (B, L, D))."""
+    return zeros(xp_of(x), (x.shape[0], params["W_hh"].shape[0]), like=x)
 
 
-def step(params: dict, x_t, h_prev):
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small instance for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}
+
+
+def step(params: dict, x_t, state=None):
     """One time step, equations (1.1)-(1.2).
 
     Args:
         params: W_xh (D, H), W_hh (H, H), b_h (H,).
-        x_t: (B, D) input at step t.  h_prev: (B, H) previous state h_{t-1}.
+        x_t: (B, D) input at step t.  state: (B, H) previous state h_{t-1}, zeros if None.
     Returns:
-        h_t: (B, H). For the Elman cell the output and the new state are the same array.
+        (h_t, h_t): the output and the new state, both (B, H): for the Elman cell they are the
+        same array (rnnkit/PROTOCOL.md: ``step`` always returns (y, state)).
     """
     dims, src = {}, {}
     _check_params(params, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
-    check_shape("h_prev", h_prev, "B H", dims, src)
     check_floating("x_t", x_t)
-    xp = xp_of(x_t, h_prev, params["W_hh"])
-    return xp.tanh(x_t @ params["W_xh"] + h_prev @ params["W_hh"] + params["b_h"])
+    if state is None:
+        state = zero_state(params, x_t)
+    check_shape("state", state, "B H", dims, src)
+    xp = xp_of(x_t, state, params["W_hh"])
+    h = xp.tanh(x_t @ params["W_xh"] + state @ params["W_hh"] + params["b_h"])
+    return h, h
 
 
-def forward(params: dict, x, h0=None, return_cache: bool = False):
+def forward(params: dict, x, state=None, return_cache: bool = False):
     """Run the Elman RNN over a whole sequence.
 
     The input projection x_t W_xh + b_h does not depend on h, so it is computed for all L steps
@@ -108,7 +119,7 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
 
     Args:
         params: W_xh (D, H), W_hh (H, H), b_h (H,).
-        x: (B, L, D) inputs.  h0: (B, H) initial state, zeros if None.
+        x: (B, L, D) inputs.  state: (B, H) initial state h_0, zeros if None.
         return_cache: also return the ``ElmanCache`` that ``backward`` needs.
     Returns:
         h_all (B, L, H), h_last (B, H)[, cache]
@@ -118,10 +129,9 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
     check_shape("x", x, "B L D", dims, src)
     check_floating("x", x)
     xp = xp_of(x, params["W_hh"])
-    B, L, H = dims["B"], dims["L"], dims["H"]
-    if h0 is None:
-        h0 = _zeros(xp, (B, H), x)
-    check_shape("h0", h0, "B H", dims, src)
+    L = dims["L"]
+    h0 = zero_state(params, x) if state is None else state
+    check_shape("state", h0, "B H", dims, src)
     xw = x @ params["W_xh"] + params["b_h"]        # (B, L, H)  (1.1), input part for every t
     h, hs = h0, []
     for t in range(L):
@@ -133,14 +143,14 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
     return h_all, h
 
 
-def backward(params: dict, dh_all, cache: ElmanCache, dh_last=None, truncate: int | None = None):
+def backward(params: dict, dh_all, cache: ElmanCache, dstate=None, *, truncate: int | None = None):
     """Backpropagation through time, equations (1.3)-(1.7).
 
     Args:
         params: the parameters used in ``forward``.
         dh_all: (B, L, H) dLoss/dh_t from the outputs at each step (g_t in (1.3)).
         cache: from ``forward(..., return_cache=True)``.
-        dh_last: (B, H) extra gradient on h_L (when the final state feeds a later computation).
+        dstate: (B, H) extra gradient on the final state h_L (when it feeds a later computation).
         truncate: if k, the recurrent gradient is cut every k steps counted from the start
             (chunks [0, k), [k, 2k), ...): exactly what you get by running the sequence in chunks
             of k and detaching the state between them (truncated BPTT, Williams and Peng 1990).
@@ -158,11 +168,11 @@ def backward(params: dict, dh_all, cache: ElmanCache, dh_last=None, truncate: in
     B, L, H = dims["B"], dims["L"], dims["H"]
     D = dims["D"]
     W_hh = params["W_hh"]
-    dh_rec = _zeros(xp, (B, H), h_all)
-    if dh_last is not None:
-        check_shape("dh_last", dh_last, "B H", dims, src)
-        dh_rec = dh_rec + dh_last
-    da_all = _zeros(xp, (B, L, H), h_all)           # (B, L, H)
+    dh_rec = zeros(xp, (B, H), like=h_all)
+    if dstate is not None:
+        check_shape("dstate", dstate, "B H", dims, src)
+        dh_rec = dh_rec + dstate
+    da_all = zeros(xp, (B, L, H), like=h_all)           # (B, L, H)
     tanh_grad = 1.0 - h_all * h_all                  # (B, L, H)  tanh'(a_t), for (1.4)
     for t in range(L - 1, -1, -1):
         dh = dh_all[:, t, :] + dh_rec                # (1.3)
@@ -183,12 +193,12 @@ def backward(params: dict, dh_all, cache: ElmanCache, dh_last=None, truncate: in
     return grads, dx, dh_rec
 
 
-def forward_layers(layers: list, x, h0=None):
+def forward_layers(layers: list, x, state=None):
     """A stack of Elman layers, layer k reading layer k-1's hidden states (like ``num_layers``).
 
     Args:
         layers: list of parameter dicts, bottom first.  x: (B, L, D).
-        h0: (n_layers, B, H) initial states, zeros if None.
+        state: (n_layers, B, H) initial states, zeros if None.
     Returns:
         h_all of the top layer (B, L, H), h_last of every layer (n_layers, B, H), as torch does.
     """
@@ -197,7 +207,7 @@ def forward_layers(layers: list, x, h0=None):
     xp = xp_of(x)
     lasts, h = [], x
     for k, params in enumerate(layers):
-        h, last = forward(params, h, None if h0 is None else h0[k])
+        h, last = forward(params, h, None if state is None else state[k])
         lasts.append(last)
     return h, xp.stack(lasts, axis=0)
 

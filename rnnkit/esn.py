@@ -10,8 +10,11 @@ Equations, numbered as in chapter 7 (row-vector convention: u_t is (B, D), x_t i
     (7.7)  x_t^{(1)} reads u_t, x_t^{(l)} reads x_t^{(l-1)}; z_t = [1 | x_t^{(1)} | ... | x_t^{(K)}]
 
 (7.1) is the case O = I, alpha = 1 - a, beta_r = a of (7.6), so one ``step`` serves both; the
-parameter dict stores ``alpha``, ``beta`` (floats), ``f`` ("tanh" or "identity") and, for the
-residual reservoir, the orthogonal matrix ``O``. W is scaled to an exact spectral radius rho;
+parameter dict holds arrays only (rnnkit/PROTOCOL.md): W_in, W, b, the reservoir's fixed
+coefficients ``alpha`` and ``beta`` as 0-d arrays and, for the residual reservoir, the orthogonal
+matrix ``O``; the activation f ("tanh", or "identity" for a linear reservoir) is the keyword
+option ``activation`` of ``step``, ``forward``, ``forward_deep``, ``generate`` and
+``memory_capacity``. W is scaled to an exact spectral radius rho;
 nothing but W_out is ever trained. Z_c, Y_c are Z, Y with their column means removed, so the bias
 is not shrunk by the ridge penalty (what scikit-learn's Ridge does).
 
@@ -31,12 +34,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import to_numpy, xp_of
+from .backend import eye, to_numpy, xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "init_residual", "init_deep", "scale_spectral_radius", "step", "forward",
            "forward_deep", "features", "fit_readout", "predict", "generate", "memory_capacity",
-           "nrmse"]
+           "nrmse", "zero_state", "example", "FORMS"]
+
+FORMS = ()
 
 _ACTIVATIONS = ("tanh", "identity")
 
@@ -67,8 +72,7 @@ def _random_orthogonal(rng, N):
 
 def init(rng: np.random.Generator, D: int, N: int, *, spectral_radius: float = 0.9,
          leak_rate: float = 1.0, input_scaling: float = 1.0, bias_scaling: float = 0.0,
-         density: float = 1.0, orthogonal: bool = False, activation: str = "tanh",
-         dtype=np.float64) -> dict:
+         density: float = 1.0, orthogonal: bool = False, dtype=np.float64) -> dict:
     """A random leaky-integrator reservoir (7.1).
 
     Args:
@@ -79,9 +83,9 @@ def init(rng: np.random.Generator, D: int, N: int, *, spectral_radius: float = 0
         bias_scaling: b entries uniform in [-bias_scaling, bias_scaling].
         density: fraction of nonzero entries of W (Gaussian), as Jaeger's sparse reservoirs.
         orthogonal: W a random orthogonal matrix times rho (then every |eigenvalue| is rho).
-        activation: "tanh", or "identity" for a linear reservoir.
     Returns:
-        dict: W_in (D, N), W (N, N), b (N,) arrays of ``dtype``; alpha = 1 - a, beta = a; f.
+        dict: W_in (D, N), W (N, N), b (N,), alpha = 1 - a and beta = a (0-d), arrays of ``dtype``.
+        The activation is chosen when the reservoir runs (``activation=`` of ``forward``).
     """
     check_positive_int("D", D)
     check_positive_int("N", N)
@@ -89,8 +93,6 @@ def init(rng: np.random.Generator, D: int, N: int, *, spectral_radius: float = 0
     _check_number("density", density, 0.0, 1.0, lo_open=True)
     _check_number("input_scaling", input_scaling, 0.0, np.inf)
     _check_number("bias_scaling", bias_scaling, 0.0, np.inf)
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
     if orthogonal:
         _check_number("spectral_radius", spectral_radius, 0.0, np.inf)
         W = _random_orthogonal(rng, N) * spectral_radius
@@ -100,7 +102,8 @@ def init(rng: np.random.Generator, D: int, N: int, *, spectral_radius: float = 0
     return {"W_in": rng.uniform(-input_scaling, input_scaling, (D, N)).astype(dtype),
             "W": W.astype(dtype),
             "b": rng.uniform(-bias_scaling, bias_scaling, N).astype(dtype),
-            "alpha": 1.0 - float(leak_rate), "beta": float(leak_rate), "f": activation}
+            "alpha": np.asarray(1.0 - float(leak_rate), dtype=dtype),
+            "beta": np.asarray(float(leak_rate), dtype=dtype)}
 
 
 def init_residual(rng: np.random.Generator, D: int, N: int, *, alpha: float = 0.9,
@@ -120,7 +123,9 @@ def init_residual(rng: np.random.Generator, D: int, N: int, *, alpha: float = 0.
         raise ValueError(f"O: expected 'orthogonal' or 'cycle', got {O!r}")
     params = init(rng, D, N, **kwargs)
     O_mat = _random_orthogonal(rng, N) if O == "orthogonal" else np.roll(np.eye(N), 1, axis=1)
-    params.update(alpha=float(alpha), beta=float(beta), O=O_mat.astype(params["W"].dtype))
+    dtype = params["W"].dtype
+    params.update(alpha=np.asarray(alpha, dtype=dtype), beta=np.asarray(beta, dtype=dtype),
+                  O=O_mat.astype(dtype))
     return params
 
 
@@ -134,58 +139,78 @@ def init_deep(rng: np.random.Generator, D: int, N: int, n_layers: int, *,
     return [init(rng, D, N, **first)] + [init(rng, N, N, **rest) for _ in range(n_layers - 1)]
 
 
-def _check(params, dims, src):
+def _check(params, dims, src, activation="tanh"):
     check_params(params, (("W_in", "D N"), ("W", "N N"), ("b", "N")), dims, src)
+    for key in ("alpha", "beta"):
+        if key not in params:
+            raise ValueError(f"params: expected keys W_in, W, b, alpha, beta, missing {key!r}")
+        check_shape(f"params['{key}']", params[key], "", dims, src)
     if "O" in params:
         check_shape("params['O']", params["O"], "N N", dims, src)
-    if params.get("f") not in _ACTIVATIONS:
-        raise ValueError(f"params['f']: expected one of {_ACTIVATIONS}, got {params.get('f')!r}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
 
 
-def _update(params, xp, drive, x_prev):
+def zero_state(params: dict, u):
+    """x_0 = 0: (B, N) zeros with the batch size, dtype and device of ``u``."""
+    return zeros(xp_of(u), (u.shape[0], params["W"].shape[0]), like=u)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small leaky reservoir for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return (init(rng, 3, 4, leak_rate=0.5, bias_scaling=0.1, dtype=dtype),
+            rng.standard_normal((2, 5, 3)).astype(dtype), {"activation": "tanh"})
+
+
+def _update(params, xp, drive, x_prev, activation):
     """(7.6) given drive = u_t W_in + b (B, N) and x_{t-1} (B, N)."""
     pre = drive + x_prev @ params["W"]
-    fx = xp.tanh(pre) if params["f"] == "tanh" else pre
+    fx = xp.tanh(pre) if activation == "tanh" else pre
     skip = x_prev @ params["O"] if "O" in params else x_prev
     return params["alpha"] * skip + params["beta"] * fx
 
 
-def step(params: dict, u_t, x_prev):
-    """One reservoir step, (7.1) / (7.6). u_t (B, D), x_prev (B, N) -> x_t (B, N)."""
+def step(params: dict, u_t, state=None, *, activation: str = "tanh"):
+    """One reservoir step, (7.1) / (7.6). u_t (B, D), state (B, N) x_{t-1} (zeros if None).
+
+    Returns (x_t, x_t): the reservoir's output is its state, (B, N).
+    """
     dims, src = {}, {}
-    _check(params, dims, src)
+    _check(params, dims, src, activation)
     check_shape("u_t", u_t, "B D", dims, src)
-    check_shape("x_prev", x_prev, "B N", dims, src)
     check_floating("u_t", u_t)
+    x_prev = zero_state(params, u_t) if state is None else state
+    check_shape("state", x_prev, "B N", dims, src)
     xp = xp_of(u_t, x_prev, params["W"])
-    return _update(params, xp, u_t @ params["W_in"] + params["b"], x_prev)
+    x = _update(params, xp, u_t @ params["W_in"] + params["b"], x_prev, activation)
+    return x, x
 
 
-def forward(params: dict, u, x0=None):
+def forward(params: dict, u, state=None, *, activation: str = "tanh"):
     """Drive the reservoir with a whole sequence (the input projection hoisted out of the loop).
 
     Args:
-        u: (B, L, D) inputs. x0: (B, N) initial state, zeros if None.
+        u: (B, L, D) inputs. state: (B, N) initial state x_0, zeros if None.
+        activation: "tanh", or "identity" for a linear reservoir.
     Returns:
         x_all (B, L, N) states x_1..x_L, x_last (B, N).
     """
     dims, src = {}, {}
-    _check(params, dims, src)
+    _check(params, dims, src, activation)
     check_shape("u", u, "B L D", dims, src)
     check_floating("u", u)
     xp = xp_of(u, params["W"])
-    if x0 is None:
-        x0 = xp.zeros((dims["B"], dims["N"]), dtype=u.dtype)
-    check_shape("x0", x0, "B N", dims, src)
+    x0 = zero_state(params, u) if state is None else state
+    check_shape("state", x0, "B N", dims, src)
     drive = u @ params["W_in"] + params["b"]                  # (B, L, N)
     x, xs = x0, []
     for t in range(dims["L"]):
-        x = _update(params, xp, drive[:, t, :], x)            # (B, N)
+        x = _update(params, xp, drive[:, t, :], x, activation)   # (B, N)
         xs.append(x)
     return xp.stack(xs, axis=1), x
 
 
-def forward_deep(layers: list, u, x0s=None):
+def forward_deep(layers: list, u, x0s=None, *, activation: str = "tanh"):
     """(7.7): run the stack; returns states (B, L, K*N) concatenated over layers, last states list."""
     if not layers:
         raise ValueError("layers: expected at least one reservoir, got an empty list")
@@ -195,7 +220,7 @@ def forward_deep(layers: list, u, x0s=None):
     xp = xp_of(u)
     inp, all_states, lasts = u, [], []
     for params, x0 in zip(layers, x0s):
-        inp, last = forward(params, inp, x0)                  # (B, L, N)
+        inp, last = forward(params, inp, x0, activation=activation)   # (B, L, N)
         all_states.append(inp)
         lasts.append(last)
     return xp.concat(all_states, axis=-1), lasts
@@ -237,7 +262,7 @@ def fit_readout(states, targets, ridge: float = 1e-8, washout: int = 0, inputs=N
     z_mean, y_mean = xp.mean(Z, axis=0), xp.mean(Y, axis=0)
     Zc, Yc = Z - z_mean, Y - y_mean
     if ridge > 0:
-        G = Zc.T @ Zc + ridge * xp.eye(Zc.shape[1], dtype=Zc.dtype)   # (F-1, F-1) SPD
+        G = Zc.T @ Zc + ridge * eye(xp, Zc.shape[1], like=Zc)   # (F-1, F-1) SPD
         W = xp.linalg.solve(G, Zc.T @ Yc)                             # (F-1, K)
     else:
         W = xp.linalg.pinv(Zc) @ Yc
@@ -252,7 +277,8 @@ def predict(W_out, states, inputs=None):
     return Z @ W_out
 
 
-def generate(params: dict, W_out, x0, u0, n_steps: int, with_inputs: bool = False):
+def generate(params: dict, W_out, x0, u0, n_steps: int, with_inputs: bool = False, *,
+             activation: str = "tanh"):
     """Closed loop (generative mode): the prediction y_t becomes the next input u_{t+1} (K = D).
 
     Args:
@@ -263,7 +289,7 @@ def generate(params: dict, W_out, x0, u0, n_steps: int, with_inputs: bool = Fals
     """
     check_positive_int("n_steps", n_steps)
     dims, src = {}, {}
-    _check(params, dims, src)
+    _check(params, dims, src, activation)
     check_shape("x0", x0, "B N", dims, src)
     check_shape("u0", u0, "B D", dims, src)
     F = 1 + dims["N"] + (dims["D"] if with_inputs else 0)
@@ -271,7 +297,7 @@ def generate(params: dict, W_out, x0, u0, n_steps: int, with_inputs: bool = Fals
     xp = xp_of(x0, u0, W_out)
     x, u, ys = x0, u0, []
     for _ in range(n_steps):
-        x = _update(params, xp, u @ params["W_in"] + params["b"], x)    # (B, N)
+        x = _update(params, xp, u @ params["W_in"] + params["b"], x, activation)   # (B, N)
         z = xp.concat([u, x], axis=-1) if with_inputs else x
         u = W_out[0] + z @ W_out[1:]                                    # (B, D): y_t, next input
         ys.append(u)
@@ -287,7 +313,8 @@ def nrmse(y_true, y_pred, axis=None) -> float | np.ndarray:
 
 
 def memory_capacity(params: dict, rng: np.random.Generator, k_max: int, *, n_train: int = 2000,
-                    n_test: int = 1000, washout: int = 200, ridge: float = 1e-10) -> np.ndarray:
+                    n_test: int = 1000, washout: int = 200, ridge: float = 1e-10,
+                    activation: str = "tanh") -> np.ndarray:
     """Short-term memory capacity (Jaeger 2002), (7.5): MC_k for delays k = 0..k_max.
 
     The reservoir (D = 1) is driven by i.i.d. u_t ~ U(-1, 1); one ridge readout per delay k is fit
@@ -303,7 +330,7 @@ def memory_capacity(params: dict, rng: np.random.Generator, k_max: int, *, n_tra
         raise ValueError(f"params['W_in']: expected D=1 input, got shape {params['W_in'].shape}")
     L = washout + k_max + n_train + n_test
     u = rng.uniform(-1.0, 1.0, (1, L, 1)).astype(params["W"].dtype)
-    x, _ = forward(params, u)
+    x, _ = forward(params, u, activation=activation)
     start = washout + k_max                                      # every u_{t-k} exists
     lags = np.stack([u[0, start - k:L - k, 0] for k in range(k_max + 1)], axis=-1)  # (T, k_max+1)
     X = x[:, start:, :]

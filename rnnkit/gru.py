@@ -50,17 +50,18 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import device_of, xp_of, zeros
 from .checks import check_floating, check_positive_int, check_shape
 from .lstm import sigmoid
 
-__all__ = ["init", "step", "forward", "backward", "from_torch", "GRUCache", "STATE"]
+__all__ = ["init", "step", "forward", "backward", "zero_state", "example", "from_torch", "GRUCache",
+           "STATE", "FORMS"]
 
 #: What the recurrent state is: h alone. Generic code (rnnkit.stack) reads this.
 STATE = ("h",)
+FORMS = ()
 
 
 class GRUCache(NamedTuple):
@@ -112,7 +113,7 @@ def _check_params(params: dict, dims: dict, src: dict) -> bool:
 
 
 def _new(xp, fill, shape, like):
-    return fill(shape, dtype=like.dtype, device=array_api_compat.device(like))
+    return fill(shape, dtype=like.dtype, device=device_of(like))
 
 
 def _cell(xp, params: dict, a, h_prev):
@@ -140,30 +141,43 @@ def _cell(xp, params: dict, a, h_prev):
     return h, (r, z, h_tilde), hn
 
 
-def step(params: dict, x_t, h_prev):
+def zero_state(params: dict, x):
+    """h_0 = 0: (B, H) zeros with the batch size, dtype and device of ``x``."""
+    return zeros(xp_of(x), (x.shape[0], params["W_h"].shape[0]), like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small instance for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}
+
+
+def step(params: dict, x_t, state=None):
     """One time step, equations (3.1)-(3.5).
 
     Args:
         params: W_x (D, 3H), W_h (H, 3H), b (3H,)[, b_hn (H,)].
-        x_t: (B, D) input at step t.  h_prev: (B, H) previous state h_{t-1}.
+        x_t: (B, D) input at step t.  state: (B, H) previous state h_{t-1}, zeros if None.
     Returns:
-        h_t: (B, H), the output and the new state.
+        (h_t, h_t): the output and the new state (the same (B, H) array).
     """
     dims, src = {}, {}
     _check_params(params, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
-    check_shape("h_prev", h_prev, "B H", dims, src)
     check_floating("x_t", x_t)
-    xp = xp_of(x_t, h_prev, params["W_h"])
-    return _cell(xp, params, x_t @ params["W_x"] + params["b"], h_prev)[0]
+    if state is None:
+        state = zero_state(params, x_t)
+    check_shape("state", state, "B H", dims, src)
+    xp = xp_of(x_t, state, params["W_h"])
+    h = _cell(xp, params, x_t @ params["W_x"] + params["b"], state)[0]
+    return h, h
 
 
-def forward(params: dict, x, h0=None, return_cache: bool = False):
+def forward(params: dict, x, state=None, return_cache: bool = False):
     """Run the GRU over a whole sequence, with the input part (3.1) hoisted out of the loop.
 
     Args:
         params: W_x (D, 3H), W_h (H, 3H), b (3H,)[, b_hn (H,)].
-        x: (B, L, D) inputs.  h0: (B, H) initial state, zeros if None.
+        x: (B, L, D) inputs.  state: (B, H) initial state h_0, zeros if None.
         return_cache: also return the ``GRUCache`` that ``backward`` needs.
     Returns:
         h_all (B, L, H), h_last (B, H)[, cache]
@@ -175,9 +189,8 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
     xp = xp_of(x, params["W_h"])
     B, L, D, H = dims["B"], dims["L"], dims["D"], dims["H"]
     xw = xp.reshape(xp.reshape(x, (B * L, D)) @ params["W_x"] + params["b"], (B, L, 3 * H))  # (3.1)
-    if h0 is None:
-        h0 = _new(xp, xp.zeros, (B, H), xw)
-    check_shape("h0", h0, "B H", dims, src)
+    h0 = zero_state(params, xw) if state is None else state
+    check_shape("state", h0, "B H", dims, src)
     h_all = _new(xp, xp.empty, (B, L, H), xw)
     if return_cache:  # what backward needs; inference skips storing it
         act_all = _new(xp, xp.empty, (B, L, 3 * H), xw)
@@ -195,14 +208,14 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
     return h_all, h
 
 
-def backward(params: dict, dh_all, cache: GRUCache, dh_last=None, truncate: int | None = None):
+def backward(params: dict, dh_all, cache: GRUCache, dstate=None, *, truncate: int | None = None):
     """Backpropagation through time, equations (3.6)-(3.10), for either reset placement.
 
     Args:
         params: the parameters used in ``forward``.
         dh_all: (B, L, H) dLoss/dh_t from the outputs at each step.
         cache: from ``forward(..., return_cache=True)``.
-        dh_last: (B, H) extra gradient on h_L.
+        dstate: (B, H) extra gradient on the final state h_L.
         truncate: if k, the recurrent gradient is cut every k steps counted from the start, as
             running chunks of k with the state detached between them gives (truncated BPTT).
     Returns:
@@ -219,9 +232,9 @@ def backward(params: dict, dh_all, cache: GRUCache, dh_last=None, truncate: int 
     xp = xp_of(dh_all, h_all)
     B, L, D, H = dims["B"], dims["L"], dims["D"], dims["H"]
     dh_rec = _new(xp, xp.zeros, (B, H), h_all)
-    if dh_last is not None:
-        check_shape("dh_last", dh_last, "B H", dims, src)
-        dh_rec = dh_rec + dh_last
+    if dstate is not None:
+        check_shape("dstate", dstate, "B H", dims, src)
+        dh_rec = dh_rec + dstate
     h_prev_all = xp.concat([h0[:, None, :], h_all[:, :-1, :]], axis=1)        # (B, L, H) h_{t-1}
     da_all = _new(xp, xp.empty, (B, L, 3 * H), h_all)    # (B, L, 3H) [da_r | da_z | da_n]
     dah_all = _new(xp, xp.empty, (B, L, 3 * H), h_all)   # (B, L, 3H) what the h-side product gets

@@ -23,14 +23,16 @@ References:
 """
 from __future__ import annotations
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .scan import linear_scan, sigmoid
 
-__all__ = ["init", "lower_bounds", "step", "forward", "forward_scan", "LN_EPS"]
+__all__ = ["init", "lower_bounds", "step", "forward", "forward_scan", "zero_state", "example",
+           "LN_EPS", "FORMS"]
+
+FORMS = ("forward_scan",)
 
 LN_EPS = 1e-5   # torch.nn.LayerNorm's default
 KEYS = (("W_c", "D H"), ("b_c", "H"), ("W_f", "D H"), ("b_f", "H"), ("W_g", "D H"), ("b_g", "H"),
@@ -100,47 +102,60 @@ def _output(params: dict, x, h):
     return v @ params["W_o"] + params["b_o"]                  # (..., D)
 
 
-def step(params: dict, x_t, h_prev, lower_bound=0.0):
+def step(params: dict, x_t, state=None, *, lower_bound=0.0):
     """One step (11.20)-(11.24).
 
     Args:
-        x_t: (B, D).  h_prev: (B, H).  lower_bound: gamma of this layer, a number or (H,) in [0, 1).
+        x_t: (B, D).  state: (B, H) h_{t-1}, zeros if None.  lower_bound: gamma of this layer, a number or (H,) in [0, 1).
     Returns:
         y_t (B, D), h_t (B, H).
     """
-    _check(params, x_t, "x_t", "B D", h_prev, "h_prev", lower_bound)
+    _check(params, x_t, "x_t", "B D", state, "state", lower_bound)
     lam, b = _recurrence(params, x_t, lower_bound)
-    h_t = lam * h_prev + b
+    if state is None:
+        state = zeros(xp_of(b), b.shape, like=b)
+    h_t = lam * state + b
     return _output(params, x_t, h_t), h_t
 
 
-def forward(params: dict, x, h0=None, lower_bound=0.0):
+def forward(params: dict, x, state=None, *, lower_bound=0.0):
     """The HGRU over a sequence, one step at a time after computing all gates at once.
 
     Args:
-        x: (B, L, D).  h0: (B, H) initial state, zeros if None.  lower_bound: as in ``step``.
+        x: (B, L, D).  state: (B, H) initial state, zeros if None.  lower_bound: as in ``step``.
     Returns:
         y (B, L, D), h_last (B, H).
     """
-    dims = _check(params, x, "x", "B L D", h0, "h0", lower_bound)
+    dims = _check(params, x, "x", "B L D", state, "state", lower_bound)
     xp = xp_of(x, params["W_c"])
     lam, b = _recurrence(params, x, lower_bound)               # (B, L, H) each
-    if h0 is None:
-        h0 = xp.zeros((dims["B"], dims["H"]), dtype=b.dtype, device=array_api_compat.device(b))
-    h, hs = h0, []
+    if state is None:
+        state = zeros(xp, (dims["B"], dims["H"]), like=b)
+    h, hs = state, []
     for t in range(dims["L"]):
         h = lam[:, t, :] * h + b[:, t, :]                      # (B, H)  (11.23)
         hs.append(h)
     return _output(params, x, xp.stack(hs, axis=1)), h
 
 
-def forward_scan(params: dict, x, h0=None, lower_bound=0.0, method: str = "chunked",
+def forward_scan(params: dict, x, state=None, *, lower_bound=0.0, method: str = "chunked",
                  chunk_size: int | None = None):
     """The HGRU with a parallel scan of (11.23) (c_t has either sign, so not method="log").
 
     Returns y (B, L, D), h_last (B, H).
     """
-    _check(params, x, "x", "B L D", h0, "h0", lower_bound)
+    _check(params, x, "x", "B L D", state, "state", lower_bound)
     lam, b = _recurrence(params, x, lower_bound)
-    h_all = linear_scan(lam, b, h0, method=method, chunk_size=chunk_size)   # (B, L, H)
+    h_all = linear_scan(lam, b, state, method=method, chunk_size=chunk_size)   # (B, L, H)
     return _output(params, x, h_all), h_all[:, -1, :]
+
+
+def zero_state(params: dict, x):
+    """h_0 = 0: (B, H) zeros with the batch size, dtype and device of ``x``."""
+    return zeros(xp_of(x), (x.shape[0], params["W_c"].shape[1]), like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small HGRU layer for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return (init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype),
+            {"lower_bound": 0.3})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import xp_of
+from .backend import device_of, xp_of
 from .checks import check_positive_int, check_shape
 
 __all__ = ["linear_init", "linear", "linear_backward", "softmax_cross_entropy", "log_softmax"]
@@ -64,12 +64,15 @@ def softmax_cross_entropy(z, y, mask=None):
         raise ValueError(f"y: expected shape {tuple(z.shape[:-1])} (the logits' leading axes), "
                          f"got {tuple(y.shape)}")
     V = z.shape[-1]
+    if "int" not in str(y.dtype):   # a float label 1.7 would match no class and score loss 0
+        raise ValueError(f"y: expected integer class ids, got dtype {y.dtype}")
     y_min, y_max = int(xp.min(y)), int(xp.max(y))
     if y_min < 0 or y_max >= V:
         raise ValueError(f"y: expected class ids in [0, {V}), got values in [{y_min}, {y_max}]")
+    dev = device_of(z)
     logp = log_softmax(z)                                            # (..., V)
-    onehot = xp.astype(xp.reshape(y, (*y.shape, 1)) == xp.arange(V), z.dtype)
-    w = xp.ones(y.shape, dtype=z.dtype) if mask is None else xp.astype(mask, z.dtype)
+    onehot = xp.astype(xp.reshape(y, (*y.shape, 1)) == xp.arange(V, device=dev), z.dtype)
+    w = xp.ones(y.shape, dtype=z.dtype, device=dev) if mask is None else xp.astype(mask, z.dtype)
     n = float(xp.sum(w))
     if n <= 0:
         raise ValueError("mask: expected at least one scored position, got none")

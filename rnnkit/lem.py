@@ -36,14 +36,15 @@ References:
 """
 from __future__ import annotations
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .lstm import sigmoid
 
-__all__ = ["init", "step", "forward", "ode_rhs", "STATE"]
+__all__ = ["init", "step", "forward", "ode_rhs", "zero_state", "example", "STATE", "FORMS"]
+
+FORMS = ()
 
 STATE = ("y", "z")
 
@@ -93,11 +94,12 @@ def _cell(xp, params: dict, xv, y, z, dt: float):
     return y, z
 
 
-def step(params: dict, x_t, state, *, dt: float = 1.0):
+def step(params: dict, x_t, state=None, *, dt: float = 1.0):
     """One LEM step, equations (6.11)-(6.13).
 
     Args:
-        params: as from ``init``.  x_t: (B, D).  state: (y_{n-1}, z_{n-1}), each (B, H).
+        params: as from ``init``.  x_t: (B, D).  state: (y_{n-1}, z_{n-1}), each (B, H); zeros
+            if None.
         dt: the largest time step, in (0, 1].
     Returns:
         y_n (B, H), the new state (y_n, z_n).
@@ -107,7 +109,7 @@ def step(params: dict, x_t, state, *, dt: float = 1.0):
     _check_params(params, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
     check_floating("x_t", x_t)
-    y, z = _check_state("state", state, dims, src)
+    y, z = _check_state("state", zero_state(params, x_t) if state is None else state, dims, src)
     xp = xp_of(x_t, y, params["W"])
     y, z = _cell(xp, params, x_t @ params["V"] + params["b"], y, z, dt)
     return y, (y, z)
@@ -130,7 +132,7 @@ def forward(params: dict, x, state=None, *, dt: float = 1.0):
     xp = xp_of(x, params["W"])
     B, L, H = dims["B"], dims["L"], dims["H"]
     if state is None:
-        y = z = xp.zeros((B, H), dtype=x.dtype, device=array_api_compat.device(x))
+        y, z = zero_state(params, x)
     else:
         y, z = _check_state("state", state, dims, src)
     xv = x @ params["V"] + params["b"]               # (B, L, 4H)
@@ -165,3 +167,14 @@ def ode_rhs(params: dict, x_t, y, z):
     dz = tau * (xp.tanh(xv[:, 2 * H:3 * H] + yw[:, 2 * H:]) - z)                 # (6.9)
     dy = tau_bar * (xp.tanh(xv[:, 3 * H:] + z @ params["W_y"]) - y)              # (6.10)
     return dy, dz
+
+
+def zero_state(params: dict, x):
+    """(y_0, z_0) = (0, 0): a pair of (B, H) zeros with the batch size, dtype and device of ``x``."""
+    xp, shape = xp_of(x), (x.shape[0], params["W"].shape[0])
+    return zeros(xp, shape, like=x), zeros(xp, shape, like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small LEM for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {"dt": 0.5}

@@ -47,20 +47,24 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import device_of, xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .discretize import bilinear, zoh
 from .hippo import transition
 
-__all__ = ["LMUState", "memory_matrices", "init", "step", "forward", "lssl_init", "lssl_discretize", "ssm_step",
+__all__ = ["LMUState", "memory_matrices", "init", "step", "forward", "zero_state", "example",
+           "FORMS", "STATE", "lssl_init", "lssl_discretize", "ssm_step",
            "ssm_scan", "ssm_kernel", "fft_conv", "lssl_step", "lssl_forward", "lssl_forward_conv"]
 
 
 # ----------------------------------------------------------------------------------------------
 # LMU (12.16)-(12.19)
+
+STATE = ("h", "m")   # the LMU state: hidden h (B, H) and memory m (B, N)
+FORMS = ()
+
 
 class LMUState(NamedTuple):
     """The two recurrent states of the LMU."""
@@ -134,11 +138,24 @@ def _lmu_cell(params, xe_t, xw_t, state: LMUState):
     return h, LMUState(h, m)
 
 
-def step(params: dict, x_t, state: LMUState):
+def zero_state(params: dict, x):
+    """LMUState(h=0, m=0), (B, H) and (B, N), with the batch size, dtype and device of ``x``."""
+    xp, B = xp_of(x), x.shape[0]
+    return LMUState(zeros(xp, (B, params["W_h"].shape[0]), like=x),
+                    zeros(xp, (B, params["A_bar"].shape[0]), like=x))
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small LMU for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, 5, theta=8.0, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}
+
+
+def step(params: dict, x_t, state: LMUState | None = None):
     """One LMU step, (12.16)-(12.18).
 
     Args:
-        params: from ``init``.  x_t: (B, D).  state: ``LMUState`` with h (B, H), m (B, N).
+        params: from ``init``.  x_t: (B, D).  state: ``LMUState`` with h (B, H), m (B, N); zeros
+            if None.
     Returns:
         h_t (B, H), the new ``LMUState``.
     """
@@ -146,6 +163,9 @@ def step(params: dict, x_t, state: LMUState):
     _check_params(params, _LMU_SPECS, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
     check_floating("x_t", x_t)
+    if state is None:
+        state = zero_state(params, x_t)
+    state = LMUState(*state)
     check_shape("state.h", state.h, "B H", dims, src)
     check_shape("state.m", state.m, "B N", dims, src)
     return _lmu_cell(params, x_t @ params["e_x"], x_t @ params["W_x"], state)
@@ -165,10 +185,7 @@ def forward(params: dict, x, state: LMUState | None = None):
     check_floating("x", x)
     xp = xp_of(x, params["W_h"])
     B, L, H, N = dims["B"], dims["L"], dims["H"], dims["N"]
-    if state is None:
-        dev = array_api_compat.device(x)
-        state = LMUState(xp.zeros((B, H), dtype=x.dtype, device=dev),
-                         xp.zeros((B, N), dtype=x.dtype, device=dev))
+    state = zero_state(params, x) if state is None else LMUState(*state)
     check_shape("state.h", state.h, "B H", dims, src)
     check_shape("state.m", state.m, "B N", dims, src)
     xe = x @ params["e_x"]                                   # (B, L)
@@ -265,7 +282,7 @@ def ssm_scan(ssm: dict, u, x0=None):
     B, L, H, N = dims["B"], dims["L"], dims["H"], dims["N"]
     if x0 is None:
         x0 = xp.zeros((B, H, N), dtype=xp.result_type(u.dtype, ssm["A_bar"].dtype),
-                      device=array_api_compat.device(u))
+                      device=device_of(u))
     check_shape("x0", x0, "B H N", dims, src)
     A_bar, Bu = ssm["A_bar"], ssm["B_bar"] * u[..., None]   # (H, N, N), (B, L, H, N)
     x, xs = x0, []

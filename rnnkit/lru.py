@@ -35,14 +35,17 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .scan import linear_scan, linear_scan_backward
 
-__all__ = ["init", "lambda_of", "step", "forward", "forward_scan", "backward", "LRUCache"]
+__all__ = ["init", "lambda_of", "step", "forward", "forward_scan", "backward", "zero_state",
+           "example", "LRUCache", "FORMS", "STATE"]
+
+STATE = ("x",)           # the complex state x_k (rnnkit.stack reads this)
+FORMS = ("forward_scan",)
 
 PARAM_SHAPES = (("nu_log", "N"), ("theta_log", "N"), ("gamma_log", "N"), ("B_re", "N D"),
                 ("B_im", "N D"), ("C_re", "D N"), ("C_im", "D N"), ("D", "D"))
@@ -109,22 +112,36 @@ def _output(params: dict, x, u):
     return xp.real(x) @ params["C_re"].T - xp.imag(x) @ params["C_im"].T + params["D"] * u
 
 
-def step(params: dict, u_k, x_prev):
+def zero_state(params: dict, u):
+    """x_0 = 0: (B, N) complex zeros with the batch size and device of ``u`` ((B, D) or (B, L, D))."""
+    xp = xp_of(u, params["B_re"])
+    lam = lambda_of(params)
+    return zeros(xp, (u.shape[0], params["nu_log"].shape[0]), like=u, dtype=lam.dtype)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small LRU for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}
+
+
+def step(params: dict, u_k, state=None):
     """One step (10.10)-(10.11).
 
     Args:
-        u_k: (B, D) real input.  x_prev: (B, N) complex state x_{k-1}.
+        u_k: (B, D) real input.  state: (B, N) complex state x_{k-1}, zeros if None.
     Returns:
         y_k (B, D) real, x_k (B, N) complex.
     """
     dims, src = {}, {}
     _check_params(params, dims, src)
     check_shape("u_k", u_k, "B D", dims, src)
-    check_shape("x_prev", x_prev, "B N", dims, src)
     check_floating("u_k", u_k)
+    if state is None:
+        state = zero_state(params, u_k)
+    check_shape("state", state, "B N", dims, src)
     xp = xp_of(u_k, params["B_re"])
     gamma = xp.exp(params["gamma_log"])                     # (N,)
-    x_k = lambda_of(params) * x_prev + gamma * _input(params, u_k)   # (B, N)  (10.10)
+    x_k = lambda_of(params) * state + gamma * _input(params, u_k)   # (B, N)  (10.10)
     return _output(params, x_k, u_k), x_k
 
 
@@ -136,22 +153,22 @@ def _prepare(params: dict, u, x0):
     xp = xp_of(u, params["B_re"])
     lam = lambda_of(params)                                 # (N,) complex
     if x0 is None:
-        x0 = xp.zeros((dims["B"], dims["N"]), dtype=lam.dtype, device=array_api_compat.device(u))
-    check_shape("x0", x0, "B N", dims, src)
+        x0 = zeros(xp, (dims["B"], dims["N"]), like=u, dtype=lam.dtype)
+    check_shape("state", x0, "B N", dims, src)
     v = _input(params, u)                                   # (B, L, N)  B u_k for every k at once
     return xp, lam, x0, v
 
 
-def forward(params: dict, u, x0=None, return_cache: bool = False):
+def forward(params: dict, u, state=None, return_cache: bool = False):
     """The LRU over a whole sequence, one step at a time (the recurrent view).
 
     Args:
-        u: (B, L, D) real inputs.  x0: (B, N) complex initial state, zeros if None.
+        u: (B, L, D) real inputs.  state: (B, N) complex initial state x_0, zeros if None.
         return_cache: also return the ``LRUCache`` that ``backward`` needs.
     Returns:
         y (B, L, D), x_last (B, N)[, cache]
     """
-    xp, lam, x0, v = _prepare(params, u, x0)
+    xp, lam, x0, v = _prepare(params, u, state)
     Bu = xp.exp(params["gamma_log"]) * v                     # (B, L, N)
     x, xs = x0, []
     for k in range(u.shape[1]):
@@ -162,14 +179,14 @@ def forward(params: dict, u, x0=None, return_cache: bool = False):
     return (y, x, LRUCache(u, x0, x_all, v)) if return_cache else (y, x)
 
 
-def forward_scan(params: dict, u, x0=None, method: str = "chunked", chunk_size: int | None = None,
-                 return_cache: bool = False):
+def forward_scan(params: dict, u, state=None, return_cache: bool = False, *,
+                 method: str = "chunked", chunk_size: int | None = None):
     """The LRU over a whole sequence with a parallel scan of (10.10) (``rnnkit.scan.linear_scan``).
 
     Args: as ``forward``, plus ``method`` and ``chunk_size`` of ``linear_scan`` ("log" does not
     apply: lambda and B u are complex). Returns: as ``forward``.
     """
-    xp, lam, x0, v = _prepare(params, u, x0)
+    xp, lam, x0, v = _prepare(params, u, state)
     Bu = xp.exp(params["gamma_log"]) * v                     # (B, L, N)
     x_all = linear_scan(lam, Bu, x0, method=method, chunk_size=chunk_size)   # (B, L, N)
     y = _output(params, x_all, u)
@@ -177,13 +194,13 @@ def forward_scan(params: dict, u, x0=None, method: str = "chunked", chunk_size: 
     return (y, x_last, LRUCache(u, x0, x_all, v)) if return_cache else (y, x_last)
 
 
-def backward(params: dict, dy, cache: LRUCache, dx_last=None, method: str = "sequential",
+def backward(params: dict, dy, cache: LRUCache, dstate=None, *, method: str = "sequential",
              chunk_size: int | None = None):
     """Gradients of a real loss through the LRU, equations (10.12)-(10.15).
 
     Args:
         dy: (B, L, D) dLoss/dy_k.  cache: from ``forward`` or ``forward_scan``.
-        dx_last: (B, N) complex extra gradient on x_L (if the final state feeds something else).
+        dstate: (B, N) complex extra gradient on x_L (if the final state feeds something else).
         method, chunk_size: how to run the reverse scan (10.13).
     Returns:
         grads: dict keyed like ``params`` (all real); du: (B, L, D); dx0: (B, N) complex.
@@ -203,9 +220,9 @@ def backward(params: dict, dy, cache: LRUCache, dx_last=None, method: str = "seq
     dC = xp.tensordot(dy + 0j, xp.conj(x_all), axes=sum_bl)  # (D, N)
     dD = xp.sum(dy * u, axis=(0, 1))                         # (D,)
     dx_all = (dy + 0j) @ xp.conj(C)                          # (B, L, N)
-    if dx_last is not None:
-        check_shape("dx_last", dx_last, "B N", dims, src)
-        tail = xp.concat([xp.zeros_like(dx_all[:, :-1, :]), xp.expand_dims(dx_last, axis=1)], axis=1)
+    if dstate is not None:
+        check_shape("dstate", dstate, "B N", dims, src)
+        tail = xp.concat([xp.zeros_like(dx_all[:, :-1, :]), xp.expand_dims(dstate, axis=1)], axis=1)
         dx_all = dx_all + tail
     # (10.13) the recurrence, as a reverse scan
     dlam, dBu, dx0 = linear_scan_backward(lam, x_all, dx_all, x0, method=method,

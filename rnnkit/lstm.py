@@ -65,13 +65,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import device_of, xp_of, zeros
 from .checks import check_floating, check_positive_int, check_shape
 
-__all__ = ["init", "step", "forward", "backward", "from_torch", "cell", "sigmoid", "LSTMCache",
+__all__ = ["init", "step", "forward", "backward", "zero_state", "example", "from_torch", "cell",
+           "sigmoid", "LSTMCache", "FORMS",
            "GATES", "VARIANTS", "STATE"]
 
 #: The gate blocks of each variant, in the column order of W_x, W_h and b.
@@ -80,6 +80,7 @@ GATES = {"vanilla": "ifgo", "no_forget_gate": "igo", "coupled": "igo", "no_outpu
 VARIANTS = tuple(GATES)
 #: What the recurrent state is: a pair (h, c). Generic code (rnnkit.stack) reads this.
 STATE = ("h", "c")
+FORMS = ()
 _PEEPHOLES = ("p_i", "p_f", "p_o")
 
 
@@ -167,7 +168,7 @@ def _check_state(name: str, state, dims: dict, src: dict):
 
 
 def _new(xp, fill, shape, like):
-    return fill(shape, dtype=like.dtype, device=array_api_compat.device(like))
+    return fill(shape, dtype=like.dtype, device=device_of(like))
 
 
 def _transposed_copy(xp, W):
@@ -210,12 +211,25 @@ def _cell(xp, variant: str, params: dict, z, c_prev):
     return h, c, tuple(act[gate] for gate in GATES[variant])
 
 
-def step(params: dict, x_t, state, *, variant: str = "vanilla"):
+def zero_state(params: dict, x):
+    """(h_0, c_0) = (0, 0): a pair of (B, H) zeros with the batch size, dtype and device of ``x``."""
+    xp, shape = xp_of(x), (x.shape[0], params["W_h"].shape[0])
+    return zeros(xp, shape, like=x), zeros(xp, shape, like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small instance for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return (init(rng, 3, 4, variant="peephole", dtype=dtype),
+            rng.standard_normal((2, 5, 3)).astype(dtype), {"variant": "peephole"})
+
+
+def step(params: dict, x_t, state=None, *, variant: str = "vanilla"):
     """One time step, equations (2.1)-(2.8).
 
     Args:
         params: as from ``init(..., variant=variant)``.
-        x_t: (B, D) input at step t.  state: the pair (h_{t-1}, c_{t-1}), each (B, H).
+        x_t: (B, D) input at step t.  state: the pair (h_{t-1}, c_{t-1}), each (B, H); zeros
+            if None.
         variant: one of ``VARIANTS``.
     Returns:
         h_t (B, H), the new state (h_t, c_t).
@@ -224,6 +238,8 @@ def step(params: dict, x_t, state, *, variant: str = "vanilla"):
     _check_params(params, variant, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
     check_floating("x_t", x_t)
+    if state is None:
+        state = zero_state(params, x_t)
     h_prev, c_prev = _check_state("state", state, dims, src)
     xp = xp_of(x_t, h_prev, params["W_h"])
     z = x_t @ params["W_x"] + h_prev @ params["W_h"] + params["b"]       # (B, G)  (2.1)
@@ -309,14 +325,14 @@ def _cell_backward(variant: str, params: dict, dh, dc_rec, act, tanh_c, c_prev):
     return dz, dc_prev
 
 
-def backward(params: dict, dh_all, cache: LSTMCache, dstate_last=None, truncate: int | None = None):
+def backward(params: dict, dh_all, cache: LSTMCache, dstate=None, *, truncate: int | None = None):
     """Backpropagation through time, equations (2.9)-(2.14).
 
     Args:
         params: the parameters used in ``forward``.
         dh_all: (B, L, H) dLoss/dh_t from the outputs at each step.
         cache: from ``forward(..., return_cache=True)`` (it knows the variant).
-        dstate_last: the pair (dh_L, dc_L), each (B, H) or None: extra gradient on the final state.
+        dstate: the pair (dh_L, dc_L), each (B, H) or None: extra gradient on the final state.
         truncate: if k, the recurrent gradients (on h and on c) are cut every k steps counted from
             the start, exactly what running the sequence in chunks of k with the state detached
             between chunks gives (truncated BPTT).
@@ -332,15 +348,15 @@ def backward(params: dict, dh_all, cache: LSTMCache, dstate_last=None, truncate:
     xp = xp_of(dh_all, h_all)
     B, L, D, H, G = dims["B"], dims["L"], dims["D"], dims["H"], dims["G"]
     dh_rec, dc_rec = _new(xp, xp.zeros, (B, H), h_all), _new(xp, xp.zeros, (B, H), h_all)
-    if dstate_last is not None:
-        if not isinstance(dstate_last, (tuple, list)) or len(dstate_last) != 2:
-            raise ValueError(f"dstate_last: expected a pair (dh, dc) of (B, H) arrays or None, "
-                             f"got {type(dstate_last).__name__}")
-        for k, d in enumerate(dstate_last):
+    if dstate is not None:
+        if not isinstance(dstate, (tuple, list)) or len(dstate) != 2:
+            raise ValueError(f"dstate: expected a pair (dh, dc) of (B, H) arrays or None, "
+                             f"got {type(dstate).__name__}")
+        for k, d in enumerate(dstate):
             if d is not None:
-                check_shape(f"dstate_last[{k}]", d, "B H", dims, src)
-        dh_rec = dh_rec if dstate_last[0] is None else dh_rec + dstate_last[0]
-        dc_rec = dc_rec if dstate_last[1] is None else dc_rec + dstate_last[1]
+                check_shape(f"dstate[{k}]", d, "B H", dims, src)
+        dh_rec = dh_rec if dstate[0] is None else dh_rec + dstate[0]
+        dc_rec = dc_rec if dstate[1] is None else dc_rec + dstate[1]
     tanh_c_all = xp.tanh(c_all)                                              # (B, L, H)
     c_prev_all = xp.concat([c0[:, None, :], c_all[:, :-1, :]], axis=1)       # (B, L, H) c_{t-1}
     dz_all = _new(xp, xp.empty, (B, L, G), h_all)                            # (B, L, G)
@@ -383,7 +399,7 @@ def cell(variant: str = "vanilla") -> SimpleNamespace:
     def init_(rng, D, H, **kwargs):
         return init(rng, D, H, variant=variant, **kwargs)
 
-    def step_(params, x_t, state):
+    def step_(params, x_t, state=None):
         return step(params, x_t, state, variant=variant)
 
     def forward_(params, x, state=None, return_cache=False):

@@ -35,17 +35,21 @@ References:
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import xp_of, zeros
 from .checks import check_floating, check_positive_int, check_shape
 from .scan import linear_scan, linear_scan_backward, log_sigmoid, log_space_scan, sigmoid, softplus
 
-__all__ = ["init", "step", "forward", "forward_scan", "backward", "MinGRUCache", "g", "log_g",
-           "minlstm_init", "minlstm_step", "minlstm_forward", "minlstm_forward_scan"]
+__all__ = ["init", "step", "forward", "forward_scan", "backward", "zero_state", "example",
+           "MinGRUCache", "g", "log_g", "minlstm_init", "minlstm_step", "minlstm_forward",
+           "minlstm_forward_scan", "minlstm", "FORMS", "CELLS"]
+
+# The equivalent forms of ``forward`` (rnnkit/PROTOCOL.md): the contract tests check they agree.
+FORMS = ("forward_scan",)
 
 GRU_KEYS = ("W_z", "b_z", "W_h", "b_h")
 LSTM_KEYS = ("W_f", "b_f", "W_i", "b_i", "W_h", "b_h")
@@ -98,7 +102,17 @@ def _check(params: dict, keys, x, x_name: str, x_spec: str, h, h_name: str):
 
 
 def _zeros_state(xp, dims, like):
-    return xp.zeros((dims["B"], dims["H"]), dtype=like.dtype, device=array_api_compat.device(like))
+    return zeros(xp, (dims["B"], dims["H"]), like=like)
+
+
+def zero_state(params: dict, x):
+    """h_0 = 0: (B, H) zeros with the batch size, dtype and device of ``x`` (minGRU and minLSTM)."""
+    return zeros(xp_of(x), (x.shape[0], params["W_h"].shape[1]), like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small minGRU for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}
 
 
 def _log_h0(xp, h0):
@@ -106,7 +120,7 @@ def _log_h0(xp, h0):
     if h0 is None:
         return None
     if not bool(xp.all(h0 > 0)):
-        raise ValueError("h0: the log-space form needs h0 > 0 (states of these models stay "
+        raise ValueError("state: the log-space form needs h0 > 0 (states of these models stay "
                          "positive); pass None for zeros or use another method")
     return xp.log(h0)
 
@@ -124,23 +138,30 @@ def _gru_gates(params: dict, x):
     return sigmoid(k), sigmoid(-k), p, g(p)          # sigma(-k) is 1 - z without cancellation
 
 
-def step(params: dict, x_t, h_prev):
-    """One minGRU step (11.1)-(11.3).  x_t: (B, D), h_prev: (B, H).  Returns h_t: (B, H)."""
-    _check(params, GRU_KEYS, x_t, "x_t", "B D", h_prev, "h_prev")
+def step(params: dict, x_t, state=None):
+    """One minGRU step (11.1)-(11.3).  x_t: (B, D), state: (B, H) h_{t-1} (zeros if None).
+
+    Returns (h_t, h_t): the output and the new state, (B, H).
+    """
+    _check(params, GRU_KEYS, x_t, "x_t", "B D", state, "state")
+    if state is None:
+        state = zero_state(params, x_t)
     z, one_minus_z, _, h_tilde = _gru_gates(params, x_t)
-    return one_minus_z * h_prev + z * h_tilde
+    h = one_minus_z * state + z * h_tilde
+    return h, h
 
 
-def forward(params: dict, x, h0=None, return_cache: bool = False):
+def forward(params: dict, x, state=None, return_cache: bool = False):
     """minGRU over a sequence, one step at a time (11.3) after computing all gates at once.
 
     Args:
-        x: (B, L, D).  h0: (B, H) initial state, zeros if None.
+        x: (B, L, D).  state: (B, H) initial state h_0, zeros if None.
         return_cache: also return the ``MinGRUCache`` that ``backward`` needs.
     Returns:
         h_all (B, L, H), h_last (B, H)[, cache]
     """
-    dims = _check(params, GRU_KEYS, x, "x", "B L D", h0, "h0")
+    h0 = state
+    dims = _check(params, GRU_KEYS, x, "x", "B L D", h0, "state")
     xp = xp_of(x, params["W_z"])
     z, one_minus_z, p, h_tilde = _gru_gates(params, x)        # (B, L, H) each
     b = z * h_tilde                                           # (B, L, H)
@@ -155,8 +176,8 @@ def forward(params: dict, x, h0=None, return_cache: bool = False):
     return h_all, h
 
 
-def forward_scan(params: dict, x, h0=None, method: str = "log", chunk_size: int | None = None,
-                 return_cache: bool = False):
+def forward_scan(params: dict, x, state=None, return_cache: bool = False, *, method: str = "log",
+                 chunk_size: int | None = None):
     """minGRU over a sequence with a parallel scan: the log-space form (11.5) by default.
 
     Args: as ``forward``, plus ``method`` ("log", or any ``rnnkit.scan.METHODS`` entry run on
@@ -165,7 +186,8 @@ def forward_scan(params: dict, x, h0=None, method: str = "log", chunk_size: int 
     functions per element, and the linear-space scan never divides by products of a_t, so it
     cannot overflow either (only chapter 9's closed form with products of a_t can).
     """
-    _check(params, GRU_KEYS, x, "x", "B L D", h0, "h0")
+    h0 = state
+    _check(params, GRU_KEYS, x, "x", "B L D", h0, "state")
     xp = xp_of(x, params["W_z"])
     if method == "log":
         k = x @ params["W_z"] + params["b_z"]                 # (B, L, H)
@@ -183,13 +205,14 @@ def forward_scan(params: dict, x, h0=None, method: str = "log", chunk_size: int 
     return h_all, h_all[:, -1, :]
 
 
-def backward(params: dict, dh_all, cache: MinGRUCache, dh_last=None, method: str = "sequential",
+def backward(params: dict, dh_all, cache: MinGRUCache, dstate=None, *, method: str = "sequential",
              chunk_size: int | None = None):
     """minGRU backward through the reverse scan, equations (11.11)-(11.14).
 
     Args:
         dh_all: (B, L, H) dLoss/dh_t from the outputs.  cache: from ``forward`` or ``forward_scan``.
-        dh_last: (B, H) extra gradient on h_L.  method, chunk_size: the reverse scan's.
+        dstate: (B, H) extra gradient on the final state h_L.  method, chunk_size: the reverse
+        scan's.
     Returns:
         grads: dict keyed like ``params``; dx: (B, L, D); dh0: (B, H).
     """
@@ -197,9 +220,9 @@ def backward(params: dict, dh_all, cache: MinGRUCache, dh_last=None, method: str
     dims = _check(params, GRU_KEYS, x, "cache.x", "B L D", h0, "cache.h0")
     check_shape("dh_all", dh_all, "B L H", dims)
     xp = xp_of(dh_all, h_all)
-    if dh_last is not None:
-        check_shape("dh_last", dh_last, "B H", dims)
-        dh_all = xp.concat([dh_all[:, :-1, :], xp.expand_dims(dh_all[:, -1, :] + dh_last, axis=1)],
+    if dstate is not None:
+        check_shape("dstate", dstate, "B H", dims)
+        dh_all = xp.concat([dh_all[:, :-1, :], xp.expand_dims(dh_all[:, -1, :] + dstate, axis=1)],
                            axis=1)
     da, db, dh0 = linear_scan_backward(1 - z, h_all, dh_all, h0, method=method,
                                        chunk_size=chunk_size)               # (11.11)
@@ -228,20 +251,27 @@ def _lstm_log_gates(params: dict, x):
     return -softplus(d), -softplus(-d), log_g(x @ params["W_h"] + params["b_h"])
 
 
-def minlstm_step(params: dict, x_t, h_prev):
-    """One minLSTM step (11.7)-(11.9).  x_t: (B, D), h_prev: (B, H).  Returns h_t: (B, H)."""
-    _check(params, LSTM_KEYS, x_t, "x_t", "B D", h_prev, "h_prev")
+def minlstm_step(params: dict, x_t, state=None):
+    """One minLSTM step (11.7)-(11.9).  x_t: (B, D), state: (B, H) h_{t-1} (zeros if None).
+
+    Returns (h_t, h_t): the output and the new state, (B, H).
+    """
+    _check(params, LSTM_KEYS, x_t, "x_t", "B D", state, "state")
+    if state is None:
+        state = zero_state(params, x_t)
     xp = xp_of(x_t, params["W_f"])
     log_f, log_i, log_h_tilde = _lstm_log_gates(params, x_t)
-    return xp.exp(log_f) * h_prev + xp.exp(log_i + log_h_tilde)
+    h = xp.exp(log_f) * state + xp.exp(log_i + log_h_tilde)
+    return h, h
 
 
-def minlstm_forward(params: dict, x, h0=None):
-    """minLSTM over a sequence one step at a time.  x: (B, L, D), h0: (B, H) or None.
+def minlstm_forward(params: dict, x, state=None):
+    """minLSTM over a sequence one step at a time.  x: (B, L, D), state: (B, H) h_0 or None.
 
     Returns h_all (B, L, H), h_last (B, H).
     """
-    dims = _check(params, LSTM_KEYS, x, "x", "B L D", h0, "h0")
+    h0 = state
+    dims = _check(params, LSTM_KEYS, x, "x", "B L D", h0, "state")
     xp = xp_of(x, params["W_f"])
     log_f, log_i, log_h_tilde = _lstm_log_gates(params, x)   # (B, L, H) each
     f_norm, b = xp.exp(log_f), xp.exp(log_i + log_h_tilde)
@@ -253,10 +283,11 @@ def minlstm_forward(params: dict, x, h0=None):
     return xp.stack(hs, axis=1), h
 
 
-def minlstm_forward_scan(params: dict, x, h0=None, method: str = "log",
+def minlstm_forward_scan(params: dict, x, state=None, *, method: str = "log",
                          chunk_size: int | None = None):
     """minLSTM with a parallel scan, log space (11.10) by default.  Returns h_all, h_last."""
-    _check(params, LSTM_KEYS, x, "x", "B L D", h0, "h0")
+    h0 = state
+    _check(params, LSTM_KEYS, x, "x", "B L D", h0, "state")
     xp = xp_of(x, params["W_f"])
     log_f, log_i, log_h_tilde = _lstm_log_gates(params, x)
     if method == "log":
@@ -265,3 +296,16 @@ def minlstm_forward_scan(params: dict, x, h0=None, method: str = "log",
         h_all = linear_scan(xp.exp(log_f), xp.exp(log_i + log_h_tilde), h0, method=method,
                             chunk_size=chunk_size)
     return h_all, h_all[:, -1, :]
+
+
+def _minlstm_example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small minLSTM for the contract tests: (params, x, options)."""
+    return minlstm_init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}
+
+
+# minLSTM as a cell of its own (rnnkit/PROTOCOL.md names), for stack, charlm and the contract tests.
+minlstm = SimpleNamespace(
+    __name__="rnnkit.mingru.minlstm", STATE=("h",), FORMS=("forward_scan",),
+    init=minlstm_init, step=minlstm_step, forward=minlstm_forward,
+    forward_scan=minlstm_forward_scan, zero_state=zero_state, example=_minlstm_example)
+CELLS = {"minlstm": minlstm}

@@ -37,14 +37,15 @@ References:
 """
 from __future__ import annotations
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import eye, xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "skew", "cayley", "recurrent_matrix", "modrelu", "step", "forward",
-           "NONLINEARITIES", "STATE"]
+           "zero_state", "example", "NONLINEARITIES", "STATE", "FORMS"]
+
+FORMS = ()
 
 NONLINEARITIES = ("modrelu", "tanh", "linear")
 STATE = ("h",)
@@ -90,8 +91,8 @@ def cayley(A):
     check_shape("A", A, "H H")
     check_floating("A", A)
     xp = xp_of(A)
-    eye = xp.eye(A.shape[0], dtype=A.dtype, device=array_api_compat.device(A))
-    return xp.linalg.solve(eye + A, eye - A)
+    eye_H = eye(xp, A.shape[0], like=A)
+    return xp.linalg.solve(eye_H + A, eye_H - A)
 
 
 def recurrent_matrix(params: dict):
@@ -126,34 +127,36 @@ def _check(params: dict, nonlinearity: str, dims: dict, src: dict) -> None:
     check_params(params, (("K", "H H"), ("W_xh", "D H"), ("b", "H")), dims, src)
 
 
-def step(params: dict, x_t, h_prev, *, nonlinearity: str = "modrelu", W_hh=None):
+def step(params: dict, x_t, state=None, *, nonlinearity: str = "modrelu", W_hh=None):
     """One time step, equations (6.5)-(6.8).
 
     Args:
-        params: K (H, H), W_xh (D, H), b (H,).  x_t: (B, D).  h_prev: (B, H).
+        params: K (H, H), W_xh (D, H), b (H,).  x_t: (B, D).  state: (B, H) h_{t-1}, zeros if None.
         nonlinearity: "modrelu" (default), "tanh" or "linear".
         W_hh: the (H, H) matrix from ``recurrent_matrix(params)``, to avoid one solve per step
             when stepping in a loop; computed from K if None.
     Returns:
-        h_t (B, H).
+        (h_t, h_t): the output and the new state, (B, H).
     """
     dims, src = {}, {}
     _check(params, nonlinearity, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
     check_floating("x_t", x_t)
-    check_shape("h_prev", h_prev, "B H", dims, src)
+    h_prev = zero_state(params, x_t) if state is None else state
+    check_shape("state", h_prev, "B H", dims, src)
     xp = xp_of(x_t, h_prev, params["K"])
     if W_hh is None:
         W_hh = recurrent_matrix(params)
     check_shape("W_hh", W_hh, "H H", dims, src)
-    return _activate(xp, x_t @ params["W_xh"] + h_prev @ W_hh, params["b"], nonlinearity)  # (6.7)
+    h = _activate(xp, x_t @ params["W_xh"] + h_prev @ W_hh, params["b"], nonlinearity)  # (6.7)
+    return h, h
 
 
-def forward(params: dict, x, h0=None, *, nonlinearity: str = "modrelu"):
+def forward(params: dict, x, state=None, *, nonlinearity: str = "modrelu"):
     """Run the orthogonal RNN over a sequence: W_hh is formed once, the input part is hoisted.
 
     Args:
-        params: K (H, H), W_xh (D, H), b (H,).  x: (B, L, D).  h0: (B, H), zeros if None.
+        params: K (H, H), W_xh (D, H), b (H,).  x: (B, L, D).  state: (B, H) h_0, zeros if None.
         nonlinearity: "modrelu" (default), "tanh" or "linear".
     Returns:
         h_all (B, L, H), h_last (B, H).
@@ -164,9 +167,8 @@ def forward(params: dict, x, h0=None, *, nonlinearity: str = "modrelu"):
     check_floating("x", x)
     xp = xp_of(x, params["K"])
     B, L, H = dims["B"], dims["L"], dims["H"]
-    if h0 is None:
-        h0 = xp.zeros((B, H), dtype=x.dtype, device=array_api_compat.device(x))
-    check_shape("h0", h0, "B H", dims, src)
+    h0 = zero_state(params, x) if state is None else state
+    check_shape("state", h0, "B H", dims, src)
     W_hh = recurrent_matrix(params)                  # (H, H)  (6.5)-(6.6), once per sequence
     xw = x @ params["W_xh"]                           # (B, L, H)  input part of (6.7)
     h, hs = h0, []
@@ -174,3 +176,13 @@ def forward(params: dict, x, h0=None, *, nonlinearity: str = "modrelu"):
         h = _activate(xp, xw[:, t] + h @ W_hh, params["b"], nonlinearity)   # (6.7)-(6.8)
         hs.append(h)
     return xp.stack(hs, axis=1), h
+
+
+def zero_state(params: dict, x):
+    """h_0 = 0: (B, H) zeros with the batch size, dtype and device of ``x``."""
+    return zeros(xp_of(x), (x.shape[0], params["K"].shape[0]), like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small orthogonal RNN for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 3, 4, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype), {}

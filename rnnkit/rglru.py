@@ -27,14 +27,15 @@ References:
 """
 from __future__ import annotations
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .scan import linear_scan, sigmoid, softplus
 
-__all__ = ["init", "step", "forward", "forward_scan", "C_DEFAULT"]
+__all__ = ["init", "step", "forward", "forward_scan", "zero_state", "example", "C_DEFAULT", "FORMS"]
+
+FORMS = ("forward_scan",)
 
 C_DEFAULT = 8.0
 KEYS = (("W_a", "D D"), ("b_a", "D"), ("W_x", "D D"), ("b_x", "D"), ("Lambda", "D"))
@@ -80,40 +81,54 @@ def _coefficients(params: dict, x, c: float):
     return xp.exp(log_a), xp.sqrt(-xp.expm1(2.0 * log_a)) * (i * x)
 
 
-def step(params: dict, x_t, h_prev, c: float = C_DEFAULT):
-    """One step (11.15)-(11.18).  x_t: (B, D), h_prev: (B, D).  Returns h_t: (B, D)."""
-    _check(params, x_t, "x_t", "B D", h_prev, "h_prev")
+def step(params: dict, x_t, state=None, *, c: float = C_DEFAULT):
+    """One step (11.15)-(11.18).  x_t: (B, D), state: (B, D) h_{t-1} (zeros if None).
+
+    Returns (h_t, h_t): the output and the new state, (B, D).
+    """
+    _check(params, x_t, "x_t", "B D", state, "state")
     a, b = _coefficients(params, x_t, c)
-    return a * h_prev + b
+    h = b if state is None else a * state + b
+    return h, h
 
 
-def forward(params: dict, x, h0=None, c: float = C_DEFAULT):
+def forward(params: dict, x, state=None, *, c: float = C_DEFAULT):
     """The RG-LRU over a sequence, one step at a time after computing all gates at once.
 
     Args:
-        x: (B, L, D).  h0: (B, D) initial state, zeros if None.  c: the constant of (11.17).
+        x: (B, L, D).  state: (B, D) initial state, zeros if None.  c: the constant of (11.17).
     Returns:
         h_all (B, L, D), h_last (B, D).
     """
-    dims = _check(params, x, "x", "B L D", h0, "h0")
+    dims = _check(params, x, "x", "B L D", state, "state")
     xp = xp_of(x, params["Lambda"])
     a, b = _coefficients(params, x, c)                       # (B, L, D) each
-    if h0 is None:
-        h0 = xp.zeros((dims["B"], dims["D"]), dtype=b.dtype, device=array_api_compat.device(b))
-    h, hs = h0, []
+    if state is None:
+        state = zeros(xp, (dims["B"], dims["D"]), like=b)
+    h, hs = state, []
     for t in range(dims["L"]):
         h = a[:, t, :] * h + b[:, t, :]                      # (B, D)  (11.18)
         hs.append(h)
     return xp.stack(hs, axis=1), h
 
 
-def forward_scan(params: dict, x, h0=None, c: float = C_DEFAULT, method: str = "chunked",
+def forward_scan(params: dict, x, state=None, *, c: float = C_DEFAULT, method: str = "chunked",
                  chunk_size: int | None = None):
     """The RG-LRU with a parallel scan of (11.18) (b_t has either sign, so not method="log").
 
     Returns h_all (B, L, D), h_last (B, D).
     """
-    _check(params, x, "x", "B L D", h0, "h0")
+    _check(params, x, "x", "B L D", state, "state")
     a, b = _coefficients(params, x, c)
-    h_all = linear_scan(a, b, h0, method=method, chunk_size=chunk_size)
+    h_all = linear_scan(a, b, state, method=method, chunk_size=chunk_size)
     return h_all, h_all[:, -1, :]
+
+
+def zero_state(params: dict, x):
+    """h_0 = 0: (B, D) zeros with the batch size, dtype and device of ``x``."""
+    return zeros(xp_of(x), (x.shape[0], params["Lambda"].shape[0]), like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small RG-LRU for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return init(rng, 4, dtype=dtype), rng.standard_normal((2, 5, 4)).astype(dtype), {}

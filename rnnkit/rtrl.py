@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import elman, layers
-from .backend import xp_of
+from .backend import eye, xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["Sensitivities", "init_sensitivities", "step", "accumulate", "gradients",
@@ -73,8 +73,9 @@ def init_sensitivities(params: dict, B: int) -> Sensitivities:
     check_positive_int("B", B)
     xp = xp_of(params["W_hh"])
     D, H, dtype = dims["D"], dims["H"], params["W_hh"].dtype
-    return Sensitivities(xp.zeros((B, H, D, H), dtype=dtype), xp.zeros((B, H, H, H), dtype=dtype),
-                         xp.zeros((B, H, H), dtype=dtype))
+    W = params["W_hh"]
+    return Sensitivities(zeros(xp, (B, H, D, H), like=W), zeros(xp, (B, H, H, H), like=W),
+                         zeros(xp, (B, H, H), like=W))
 
 
 def step(params: dict, x_t, h_prev, S_prev: Sensitivities):
@@ -98,12 +99,12 @@ def step(params: dict, x_t, h_prev, S_prev: Sensitivities):
     W_hh, H = params["W_hh"], dims["H"]
     h_t = xp.tanh(x_t @ params["W_xh"] + h_prev @ W_hh + params["b_h"])   # (B, H)  (8.1)
     dtanh = 1.0 - h_t * h_t                                                 # (B, H)
-    eye = xp.eye(H, dtype=h_t.dtype)                                        # [j = k] in (8.3)
+    eye_H = eye(xp, H, like=h_t)                                            # [j = k] in (8.3)
     # (8.2): propagate the old sensitivities through W_hh (sum over m), add the direct terms (8.3),
     # then scale row k by tanh'(a_t[k]).
-    S_xh = xp.einsum("mk,bmij->bkij", W_hh, S_prev.W_xh) + xp.einsum("bi,kj->bkij", x_t, eye)
-    S_hh = xp.einsum("mk,bmij->bkij", W_hh, S_prev.W_hh) + xp.einsum("bi,kj->bkij", h_prev, eye)
-    S_b = xp.einsum("mk,bmj->bkj", W_hh, S_prev.b_h) + eye
+    S_xh = xp.einsum("mk,bmij->bkij", W_hh, S_prev.W_xh) + xp.einsum("bi,kj->bkij", x_t, eye_H)
+    S_hh = xp.einsum("mk,bmij->bkij", W_hh, S_prev.W_hh) + xp.einsum("bi,kj->bkij", h_prev, eye_H)
+    S_b = xp.einsum("mk,bmj->bkj", W_hh, S_prev.b_h) + eye_H
     return h_t, Sensitivities(dtanh[:, :, None, None] * S_xh, dtanh[:, :, None, None] * S_hh,
                               dtanh[:, :, None] * S_b)
 
@@ -142,7 +143,7 @@ def gradients(params: dict, x, dh_all, h0=None):
     check_floating("x", x)
     xp = xp_of(x, params["W_hh"])
     B, L, H = dims["B"], dims["L"], dims["H"]
-    h = xp.zeros((B, H), dtype=x.dtype) if h0 is None else h0
+    h = zeros(xp, (B, H), like=x) if h0 is None else h0
     check_shape("h0", h, "B H", dims, src)
     S = init_sensitivities(params, B)
     grads = {k: xp.zeros_like(v) for k, v in params.items()}
@@ -195,7 +196,7 @@ def train_online(params: dict, readout: dict, x, y, lr: float, method: str = "rt
     B, L, H = dims["B"], dims["L"], dims["H"]
     params = {k: xp.asarray(v, copy=True) for k, v in params.items()}
     readout = {k: xp.asarray(v, copy=True) for k, v in readout.items()}
-    h = xp.zeros((B, H), dtype=x.dtype)
+    h = zeros(xp, (B, H), like=x)
     S = init_sensitivities(params, B) if method == "rtrl" else None
     window_x, window_h0 = [], []          # tbptt: the last `truncate` inputs and the state before them
     losses = np.zeros(L)
@@ -206,7 +207,7 @@ def train_online(params: dict, readout: dict, x, y, lr: float, method: str = "rt
             window_x.append(x[:, t, :])
             window_h0.append(h)
             window_x, window_h0 = window_x[-truncate:], window_h0[-truncate:]
-            h = elman.step(params, x[:, t, :], h)
+            h, _ = elman.step(params, x[:, t, :], h)
         z = layers.linear(readout, h)                                      # (B, V)  (1.8)
         losses[t], dz = layers.softmax_cross_entropy(z, y[:, t])          # (1.9)-(1.10)
         g_readout, g_h = layers.linear_backward(readout, dz, h)           # g_t: (B, H)
@@ -215,7 +216,7 @@ def train_online(params: dict, readout: dict, x, y, lr: float, method: str = "rt
         else:
             xs = xp.stack(window_x, axis=1)                                # (B, k, D)
             _, _, cache = elman.forward(params, xs, window_h0[0], return_cache=True)
-            dh_all = xp.zeros((B, xs.shape[1], H), dtype=x.dtype)
+            dh_all = zeros(xp, (B, xs.shape[1], H), like=x)
             dh_all[:, -1, :] = g_h
             g_cell, _, _ = elman.backward(params, dh_all, cache)
         for k in params:                                                   # (8.6)

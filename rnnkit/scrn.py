@@ -30,14 +30,15 @@ References:
 """
 from __future__ import annotations
 
-import array_api_compat
 import numpy as np
 
-from .backend import xp_of
+from .backend import device_of, xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .lstm import sigmoid
 
-__all__ = ["init", "step", "forward", "context_parallel", "STATE"]
+__all__ = ["init", "step", "forward", "context_parallel", "zero_state", "example", "STATE", "FORMS"]
+
+FORMS = ()
 
 STATE = ("h", "s")  # fast hidden state, slow context state
 
@@ -78,15 +79,15 @@ def _check_state(name: str, state, dims: dict, src: dict):
 
 
 def _zeros(xp, shape, like):
-    return xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
+    return zeros(xp, shape, like=like)
 
 
-def step(params: dict, x_t, state, *, alpha: float = 0.95):
+def step(params: dict, x_t, state=None, *, alpha: float = 0.95):
     """One time step, equations (6.1)-(6.3).
 
     Args:
         params: W_xs (D, N), W_sh (N, H), W_xh (D, H), W_hh (H, H), b_h (H,).
-        x_t: (B, D) input.  state: the pair (h_{t-1} (B, H), s_{t-1} (B, N)).
+        x_t: (B, D) input.  state: the pair (h_{t-1} (B, H), s_{t-1} (B, N)); zeros if None.
         alpha: the context units' fixed self-weight, in [0, 1].
     Returns:
         y_t = [h_t | s_t] (B, H + N), the new state (h_t, s_t).
@@ -96,6 +97,8 @@ def step(params: dict, x_t, state, *, alpha: float = 0.95):
     _check_params(params, dims, src)
     check_shape("x_t", x_t, "B D", dims, src)
     check_floating("x_t", x_t)
+    if state is None:
+        state = zero_state(params, x_t)
     h_prev, s_prev = _check_state("state", state, dims, src)
     xp = xp_of(x_t, h_prev, params["W_hh"])
     s = (1.0 - alpha) * (x_t @ params["W_xs"]) + alpha * s_prev                        # (6.1)
@@ -150,7 +153,7 @@ def context_parallel(params: dict, x, s0=None, *, alpha: float = 0.95):
     check_floating("x", x)
     xp = xp_of(x, params["W_xs"])
     L = dims["L"]
-    dev = array_api_compat.device(x)
+    dev = device_of(x)
     t = xp.arange(L, dtype=x.dtype, device=dev)
     lag = xp.reshape(t, (L, 1)) - xp.reshape(t, (1, L))          # (L, L)  t - k
     causal = lag >= 0
@@ -163,3 +166,15 @@ def context_parallel(params: dict, x, s0=None, *, alpha: float = 0.95):
         powers = alpha ** (t + 1.0)                               # (L,)  alpha^t for t = 1..L
         s_all = s_all + xp.reshape(powers, (1, L, 1)) * xp.reshape(s0, (dims["B"], 1, dims["N"]))
     return s_all
+
+
+def zero_state(params: dict, x):
+    """(h_0, s_0) = (0, 0): (B, H) and (B, N) zeros with the batch size, dtype and device of ``x``."""
+    xp, B = xp_of(x), x.shape[0]
+    return zeros(xp, (B, params["W_hh"].shape[0]), like=x), zeros(xp, (B, params["W_xs"].shape[1]), like=x)
+
+
+def example(rng: np.random.Generator, *, dtype=np.float64):
+    """A small SCRN for the contract tests (rnnkit/PROTOCOL.md): (params, x, options)."""
+    return (init(rng, 3, 4, 2, dtype=dtype), rng.standard_normal((2, 5, 3)).astype(dtype),
+            {"alpha": 0.9})

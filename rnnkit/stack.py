@@ -20,10 +20,14 @@ params_bw) (a bidirectional layer). Final and initial states are stacked like to
 (S, B, H) with one slot per layer and direction, in the order layer 0 forward, layer 0 backward,
 layer 1 forward...; for a cell whose state is (h, c) they are a pair of such arrays.
 
-A cell is any module (or namespace) with ``forward(params, x, state, return_cache)`` and
-``backward(params, dh_all, cache, dstate_last, truncate=...)``, like rnnkit.elman, rnnkit.gru,
-rnnkit.lstm and ``rnnkit.lstm.cell(variant)``. Its ``STATE`` attribute names the parts of its state,
-("h",) (a bare (B, H) array; the default when absent) or ("h", "c") (a pair of them).
+A cell is any model module that follows rnnkit/PROTOCOL.md (``forward(params, x, state)``; for the
+backward, ``forward(..., return_cache=True)`` and ``backward(params, dy, cache, dstate)``): every
+cell of the book runs forward in a stack, and those with a hand-derived backward (elman, lstm, gru,
+mingru, lru) run backward too. A cell whose options are not the defaults is passed bound,
+``rnnkit.registry.bind(rnnkit.scrn, alpha=0.9)`` (``lstm.cell(variant)`` is the same for the LSTM).
+Its ``STATE`` attribute names the parts of its state, ("h",) (a bare (B, H) array; the default when
+absent) or several names (a tuple of arrays, e.g. ("h", "c") for the LSTM, ("h", "s") for the SCRN,
+whose parts may differ in width).
 
 References:
     A. Graves, A. Mohamed, G. Hinton, "Speech Recognition with Deep Recurrent Neural Networks",
@@ -57,6 +61,9 @@ class DeepCache(NamedTuple):
     """What ``backward_deep`` needs: one cache per layer (a BidirectionalCache for a pair)."""
 
     layers: list
+
+
+_PART_WIDTH = {"h": "H", "c": "H", "y": "H", "z": "H", "s": "N", "m": "N", "x": "N"}
 
 
 def state_names(cell) -> tuple:
@@ -93,12 +100,14 @@ def _check_stacked(name: str, cell, state, dims: dict, src: dict) -> None:
     if len(names) == 1:
         check_shape(name, state, "S B H", dims, src)
         return
+    # One width letter per part: the LSTM's h and c are both H wide, the SCRN's s and the LMU's m
+    # are N wide (the letters of their chapters).
     if not isinstance(state, (tuple, list)) or len(state) != len(names):
         raise ValueError(f"{name}: expected a tuple ({', '.join(names)}) of (S, B, H) arrays for "
                          f"this cell, got {type(state).__name__}")
     for k, part in enumerate(state):
         if part is not None:
-            check_shape(f"{name}[{k}]", part, "S B H", dims, src)
+            check_shape(f"{name}[{k}]", part, "S B " + _PART_WIDTH.get(names[k], "H"), dims, src)
 
 
 def _slot(cell, state, s: int):
@@ -124,9 +133,20 @@ def _stack(cell, xp, states: list, name: str):
     return tuple(stack([s[k] for s in states]) for k in range(len(state_names(cell))))
 
 
+def _cell_name(cell) -> str:
+    return getattr(cell, "__name__", type(cell).__name__)
+
+
 def _forward_cell(cell, params, x, state, return_cache):
-    out = cell.forward(params, x, state, return_cache)
-    return out[0], out[1], (out[2] if return_cache else None)
+    if not return_cache:
+        y, last = cell.forward(params, x, state)
+        return y, last, None
+    if not callable(getattr(cell, "backward", None)):
+        raise ValueError(f"cell: {_cell_name(cell)} has no hand-derived backward, so a stack of it "
+                         "cannot return a cache for backward_deep; train it with torch autograd "
+                         "(rnnkit.seqclass) or call forward_deep without return_cache")
+    y, last, cache = cell.forward(params, x, state, return_cache=True)
+    return y, last, cache
 
 
 def _bidirectional(cell, params_fw, params_bw, x, s_fw, s_bw, return_cache):
@@ -170,12 +190,12 @@ def forward_bidirectional(cell, params_fw, params_bw, x, state=None, return_cach
     return (y, state_n, cache) if return_cache else (y, state_n)
 
 
-def backward_bidirectional(cell, params_fw, params_bw, dy, cache: BidirectionalCache, dstate_last=None):
+def backward_bidirectional(cell, params_fw, params_bw, dy, cache: BidirectionalCache, dstate=None):
     """Backward of ``forward_bidirectional``, equation (4.4).
 
     Args:
         dy: (B, L, 2H) gradient on y.  cache: from ``forward_bidirectional(..., return_cache=True)``.
-        dstate_last: gradient on the final states, (2, B, H) (a tuple for LSTM, parts may be None).
+        dstate: gradient on the final states, (2, B, H) (a tuple for LSTM, parts may be None).
     Returns:
         (grads_fw, grads_bw) keyed like the parameters; dx (B, L, D); dstate0 like ``state``.
     """
@@ -184,10 +204,10 @@ def backward_bidirectional(cell, params_fw, params_bw, dy, cache: BidirectionalC
     if not isinstance(cache, BidirectionalCache):
         raise ValueError(f"cache: expected a BidirectionalCache, got {type(cache).__name__}")
     dims["H"], src["H"] = cache.H_fw, "cache"
-    if dstate_last is not None:
-        _check_stacked("dstate_last", cell, dstate_last, dims, src)
+    if dstate is not None:
+        _check_stacked("dstate", cell, dstate, dims, src)
     grads, dx, d0 = _bidirectional_backward(cell, params_fw, params_bw, dy, cache,
-                                            _slot(cell, dstate_last, 0), _slot(cell, dstate_last, 1))
+                                            _slot(cell, dstate, 0), _slot(cell, dstate, 1))
     return grads, dx, _stack(cell, xp_of(dy), d0, "dstate0")
 
 
@@ -224,14 +244,14 @@ def forward_deep(cell, layers: list, x, state=None, return_cache: bool = False):
     return (y, state_n, DeepCache(caches)) if return_cache else (y, state_n)
 
 
-def backward_deep(cell, layers: list, dy, cache: DeepCache, dstate_last=None,
+def backward_deep(cell, layers: list, dy, cache: DeepCache, dstate=None,
                   truncate: int | None = None):
     """Backward of ``forward_deep``, equations (4.3)-(4.4), top layer first.
 
     Args:
         dy: gradient on the top layer's output (B, L, H) (or (B, L, 2H)).
         cache: from ``forward_deep(..., return_cache=True)``.
-        dstate_last: gradient on the final states, (S, B, H) (a tuple for LSTM, parts may be None).
+        dstate: gradient on the final states, (S, B, H) (a tuple for LSTM, parts may be None).
         truncate: truncated BPTT every k steps in every layer (what running the stack in chunks of k
             with all states detached gives); only for stacks without bidirectional layers, whose
             backward cell would need the future of the chunk.
@@ -248,22 +268,25 @@ def backward_deep(cell, layers: list, dy, cache: DeepCache, dstate_last=None,
         raise ValueError(f"truncate: expected None for a stack with bidirectional layers, got {truncate}")
     dims, src = {"S": _n_slots(layers)}, {"S": "layers"}
     check_shape("dy", dy, "B L Y", dims, src)
-    # Every slot has the top layer's H (torch's layout); a bidirectional top has Y = 2H.
-    dims["H"] = cache.layers[-1].H_fw if _is_pair(layers[-1]) else dims["Y"]
-    src["H"] = "dy"
-    if dstate_last is not None:
-        _check_stacked("dstate_last", cell, dstate_last, dims, src)
+    if not callable(getattr(cell, "backward", None)):
+        raise ValueError(f"cell: {_cell_name(cell)} has no hand-derived backward; train it with "
+                         "torch autograd (rnnkit.seqclass)")
+    # The slots' widths are checked against each other here and against each layer by the
+    # cell's own backward (a cell's output need not be as wide as its state: the LRU's is D).
+    if dstate is not None:
+        _check_stacked("dstate", cell, dstate, dims, src)
     grads, d0s, s = [], [], dims["S"]
     for layer, layer_cache in zip(reversed(layers), reversed(cache.layers)):
         if _is_pair(layer):
             s -= 2
             g, dy, d0 = _bidirectional_backward(cell, layer[0], layer[1], dy, layer_cache,
-                                                _slot(cell, dstate_last, s),
-                                                _slot(cell, dstate_last, s + 1))
+                                                _slot(cell, dstate, s),
+                                                _slot(cell, dstate, s + 1))
         else:
             s -= 1
-            g, dy, d0 = cell.backward(layer, dy, layer_cache, _slot(cell, dstate_last, s),
-                                      truncate=truncate)                       # (4.3)
+            options = {} if truncate is None else {"truncate": truncate}
+            g, dy, d0 = cell.backward(layer, dy, layer_cache, _slot(cell, dstate, s),
+                                      **options)                               # (4.3)
             d0 = [d0]
         grads.append(g)
         d0s[:0] = d0

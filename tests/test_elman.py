@@ -25,7 +25,7 @@ def test_step_loop_equals_forward():
     h_all, h_last = elman.forward(params, x, h0)
     h = h0
     for t in range(x.shape[1]):
-        h = elman.step(params, x[:, t], h)
+        h, _ = elman.step(params, x[:, t], h)
         assert_close(f"h_{t + 1}", h, h_all[:, t], rtol=RTOL)
     assert_close("h_last", h, h_last, rtol=RTOL)
 
@@ -70,7 +70,7 @@ def test_backward_matches_finite_differences():
     g_all = rng.standard_normal((2, 5, 4))
     g_last = rng.standard_normal((2, 4))
     _, _, cache = elman.forward(params, x, h0, return_cache=True)
-    grads, dx, dh0 = elman.backward(params, g_all, cache, dh_last=g_last)
+    grads, dx, dh0 = elman.backward(params, g_all, cache, dstate=g_last)
     for key in params:
         def f(value, key=key):
             return _loss({**params, key: value}, x, h0, g_all, g_last)
@@ -154,7 +154,7 @@ def test_bad_inputs_raise_clear_errors():
         elman.forward(params, x[0])
     with pytest.raises(ValueError, match=r"x: expected shape \(B=3, L=6, D=4\) \(from params\['W_xh'\]\)"):
         elman.forward(params, rng.standard_normal((3, 6, 7)))
-    with pytest.raises(ValueError, match=r"h0: expected shape \(B=3, H=5\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=3, H=5\)"):
         elman.forward(params, x, np.zeros((2, 5)))
     with pytest.raises(ValueError, match="x: expected a floating-point array, got dtype int64"):
         elman.forward(params, np.ones((3, 6, 4), dtype=np.int64))
@@ -162,7 +162,7 @@ def test_bad_inputs_raise_clear_errors():
         elman.forward({"W_xh": params["W_xh"], "W_hh": params["W_hh"]}, x)
     with pytest.raises(ValueError, match=r"params\['W_hh'\]: expected shape \(H=5, H=5\)"):
         elman.forward({**params, "W_hh": np.zeros((5, 4))}, x)
-    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B=3, H=5\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=3, H=5\)"):
         elman.step(params, x[:, 0], np.zeros((3, 2)))
     _, _, cache = elman.forward(params, x, return_cache=True)
     with pytest.raises(ValueError, match=r"dh_all: expected shape \(B=3, L=6, H=5\)"):

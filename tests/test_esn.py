@@ -15,7 +15,7 @@ from rnnkit.testing import assert_close
 RTOL = 1e-12  # float64 agreement between two exact implementations of the same equations
 
 
-def naive_reservoir(params, u, x0, O=None):
+def naive_reservoir(params, u, x0, O=None, activation="tanh"):
     """(7.1)/(7.6) one sample, one unit at a time, column convention of Jaeger's papers:
     x_i(t) = alpha [O^T x(t-1)]_i + beta f(sum_j W_in[j, i] u_j(t) + sum_j W[j, i] x_j(t-1) + b_i)."""
     B, L, D = u.shape
@@ -29,7 +29,7 @@ def naive_reservoir(params, u, x0, O=None):
                 pre = sum(params["W_in"][j, i] * u[s, t, j] for j in range(D))
                 pre += sum(params["W"][j, i] * x[j] for j in range(N)) + params["b"][i]
                 skip = x[i] if O is None else sum(O[j, i] * x[j] for j in range(N))
-                f = np.tanh(pre) if params["f"] == "tanh" else pre
+                f = np.tanh(pre) if activation == "tanh" else pre
                 new[i] = params["alpha"] * skip + params["beta"] * f
             x = new
             out[s, t] = x
@@ -46,12 +46,13 @@ def make(rng, B=2, L=7, D=3, N=6, **kw):
 @pytest.mark.parametrize("activation", ["tanh", "identity"])
 def test_forward_matches_naive_loop_and_step(activation):
     rng = np.random.default_rng(0)
-    params, u, x0 = make(rng, activation=activation)
-    x_all, x_last = esn.forward(params, u, x0)
-    assert_close("forward vs naive loop", naive_reservoir(params, u, x0), x_all, rtol=RTOL)
+    params, u, x0 = make(rng)
+    x_all, x_last = esn.forward(params, u, x0, activation=activation)
+    assert_close("forward vs naive loop", naive_reservoir(params, u, x0, activation=activation),
+                 x_all, rtol=RTOL)
     x = x0
     for t in range(u.shape[1]):
-        x = esn.step(params, u[:, t], x)
+        x, _ = esn.step(params, u[:, t], x, activation=activation)
         assert_close(f"step {t}", x_all[:, t], x, rtol=RTOL)
     assert_close("x_last", x_all[:, -1], x_last, rtol=0.0)
 
@@ -170,7 +171,7 @@ def test_generate_feeds_back_the_prediction(with_inputs):
     got = esn.generate(params, W_out, x0, u[:, 0], 6, with_inputs=with_inputs)
     x, v = x0, u[:, 0]
     for t in range(6):
-        x = esn.step(params, v, x)
+        x, _ = esn.step(params, v, x)
         v = esn.predict(W_out, x[:, None], v[:, None] if with_inputs else None)[:, 0]
         assert_close(f"closed loop step {t}", v, got[:, t], rtol=RTOL)
 
@@ -192,9 +193,9 @@ def test_memory_capacity_of_linear_orthogonal_reservoir_is_N():
     delays). An orthogonal W keeps the Krylov vectors w_in W^k well conditioned; with rho = 0.7
     the memory beyond k = 5N is negligible (rho^(2k) < 1e-30), so the truncated sum must be N."""
     N = 20
-    params = esn.init(np.random.default_rng(12), 1, N, spectral_radius=0.7, orthogonal=True,
-                      activation="identity")
-    mc = esn.memory_capacity(params, np.random.default_rng(13), 5 * N, n_train=4000, n_test=2000)
+    params = esn.init(np.random.default_rng(12), 1, N, spectral_radius=0.7, orthogonal=True)
+    mc = esn.memory_capacity(params, np.random.default_rng(13), 5 * N, n_train=4000, n_test=2000,
+                             activation="identity")
     assert np.all((mc >= 0) & (mc <= 1 + 1e-12))
     # finite test sample: each MC_k is biased up by about 1/n_test, so 101 delays add ~0.05
     assert 0.97 * N < mc.sum() < N + 0.3
@@ -250,7 +251,7 @@ def test_torch_tensors_give_the_numpy_result():
     targets = rng.standard_normal((2, 30, 1))
     x_np, _ = esn.forward(params, u, x0)
     W_np = esn.fit_readout(x_np, targets, ridge=1e-3, washout=3, inputs=u)
-    tp = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in params.items()}
+    tp = {k: torch.tensor(v) for k, v in params.items()}
     x_t, _ = esn.forward(tp, torch.tensor(u), torch.tensor(x0))
     W_t = esn.fit_readout(x_t, torch.tensor(targets), ridge=1e-3, washout=3, inputs=torch.tensor(u))
     assert isinstance(x_t, torch.Tensor) and isinstance(W_t, torch.Tensor)
@@ -266,15 +267,17 @@ def test_bad_input_raises():
         esn.init(rng, 1, 5, leak_rate=0.0)
     with pytest.raises(ValueError, match="density"):
         esn.init(rng, 1, 5, density=1.5)
-    with pytest.raises(ValueError, match="activation"):
-        esn.init(rng, 1, 5, activation="relu")
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        esn.forward(params, u, activation="relu")
+    with pytest.raises(ValueError, match=r"params\['alpha'\]: expected an array"):
+        esn.forward({**params, "alpha": 0.4}, u)   # options are not stored in params as floats
     with pytest.raises(ValueError, match="N"):
         esn.init(rng, 1, 0)
     with pytest.raises(ValueError, match="alpha"):
         esn.init_residual(rng, 1, 5, alpha=1.5)
     with pytest.raises(ValueError, match=r"u: expected shape .*D=3"):
         esn.forward(params, u[..., :2])
-    with pytest.raises(ValueError, match="x0"):
+    with pytest.raises(ValueError, match="state"):
         esn.forward(params, u, x0[:, :3])
     with pytest.raises(ValueError, match="floating"):
         esn.forward(params, np.ones((2, 3, 3), dtype=int))

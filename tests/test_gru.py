@@ -68,7 +68,7 @@ def test_step_loop_equals_forward(reset_after):
     h_all, h_last = gru.forward(params, x, h0)
     h = h0
     for t in range(x.shape[1]):
-        h = gru.step(params, x[:, t], h)
+        h, _ = gru.step(params, x[:, t], h)
         assert_close(f"h_{t + 1}", h, h_all[:, t], rtol=RTOL)
     assert_close("h_last", h, h_last, rtol=RTOL)
 
@@ -130,7 +130,7 @@ def test_backward_matches_finite_differences(reset_after):
     params, x, h0 = make(rng, B=2, L=5, D=3, H=4, reset_after=reset_after)
     g_all, g_last = rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 4))
     _, _, cache = gru.forward(params, x, h0, return_cache=True)
-    grads, dx, dh0 = gru.backward(params, g_all, cache, dh_last=g_last)
+    grads, dx, dh0 = gru.backward(params, g_all, cache, dstate=g_last)
     assert list(grads) == list(params)
     for key in params:
         def f(value, key=key):
@@ -262,7 +262,7 @@ def test_bad_inputs_raise_clear_errors():
         gru.forward(params, x[0])
     with pytest.raises(ValueError, match=r"x: expected shape \(B=3, L=6, D=4\) \(from params\['W_x'\]\)"):
         gru.forward(params, rng.standard_normal((3, 6, 7)))
-    with pytest.raises(ValueError, match=r"h0: expected shape \(B=3, H=5\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=3, H=5\)"):
         gru.forward(params, x, np.zeros((2, 5)))
     with pytest.raises(ValueError, match="x: expected a floating-point array, got dtype int64"):
         gru.forward(params, np.ones((3, 6, 4), dtype=np.int64))
@@ -273,12 +273,12 @@ def test_bad_inputs_raise_clear_errors():
         gru.forward({**params, "W_h": np.zeros((5, 20))}, x)
     with pytest.raises(ValueError, match=r"params\['b_hn'\]: expected shape \(H=5\)"):
         gru.forward({**params, "b_hn": np.zeros(4)}, x)
-    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B=3, H=5\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=3, H=5\)"):
         gru.step(params, x[:, 0], np.zeros((3, 2)))
     _, _, cache = gru.forward(params, x, return_cache=True)
     with pytest.raises(ValueError, match=r"dh_all: expected shape \(B=3, L=6, H=5\)"):
         gru.backward(params, np.zeros((3, 5, 5)), cache)
-    with pytest.raises(ValueError, match=r"dh_last: expected shape \(B=3, H=5\)"):
+    with pytest.raises(ValueError, match=r"dstate: expected shape \(B=3, H=5\)"):
         gru.backward(params, np.zeros((3, 6, 5)), cache, np.zeros((3, 4)))
     with pytest.raises(ValueError, match="truncate: expected a positive integer, got 0"):
         gru.backward(params, np.zeros((3, 6, 5)), cache, truncate=0)

@@ -122,9 +122,9 @@ def test_bad_inputs_raise_clear_errors():
         hgrn.forward(params, x[0])
     with pytest.raises(ValueError, match=r"x: expected shape \(B=2, L=7, D=3\) \(from params\['W_c'\]\), got \(2, 7, 4\)"):
         hgrn.forward_scan(params, rng.standard_normal((2, 7, 4)))
-    with pytest.raises(ValueError, match=r"h0: expected shape \(B=2, H=5\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, H=5\)"):
         hgrn.forward(params, x, h0[:, :4])
-    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B=2, H=5\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, H=5\)"):
         hgrn.step(params, x[:, 0], h0[:1])
     with pytest.raises(ValueError, match="missing 'ln_w'"):
         hgrn.forward({k: v for k, v in params.items() if k != "ln_w"}, x)

@@ -104,7 +104,7 @@ def test_backward_matches_finite_differences():
     w = rng.standard_normal((2, 5, 2))
     w_last = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
     _, _, cache = lru.forward(params, u, x0, return_cache=True)
-    grads, du, dx0 = lru.backward(params, w, cache, dx_last=w_last)
+    grads, du, dx0 = lru.backward(params, w, cache, dstate=w_last)
     for key in params:
         def f(value, key=key):
             return _loss({**params, key: value}, u, x0, w, w_last)
@@ -170,9 +170,9 @@ def test_bad_inputs_raise_clear_errors():
         lru.forward(params, u[0])
     with pytest.raises(ValueError, match=r"u: expected shape \(B=2, L=6, D=3\) \(from params\['B_re'\]\), got \(2, 6, 5\)"):
         lru.forward_scan(params, rng.standard_normal((2, 6, 5)))
-    with pytest.raises(ValueError, match=r"x0: expected shape \(B=2, N=4\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, N=4\)"):
         lru.forward(params, u, x0[:, :3])
-    with pytest.raises(ValueError, match=r"x_prev: expected shape \(B=2, N=4\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, N=4\)"):
         lru.step(params, u[:, 0], x0[:1, :2])
     with pytest.raises(ValueError, match="missing 'gamma_log'"):
         lru.forward({k: v for k, v in params.items() if k != "gamma_log"}, u)

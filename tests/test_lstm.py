@@ -112,7 +112,7 @@ def test_backward_matches_finite_differences(variant):
     params, x, (h0, c0) = make(rng, B=2, L=4, D=3, H=3, variant=variant)
     g = (rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 3)), rng.standard_normal((2, 3)))
     _, _, cache = lstm.forward(params, x, (h0, c0), return_cache=True, variant=variant)
-    grads, dx, (dh0, dc0) = lstm.backward(params, g[0], cache, dstate_last=(g[1], g[2]))
+    grads, dx, (dh0, dc0) = lstm.backward(params, g[0], cache, dstate=(g[1], g[2]))
     assert set(grads) == set(params)
     for key in params:
         def f(value, key=key):
@@ -137,7 +137,7 @@ def test_backward_matches_torch_autograd_on_the_same_source(variant):
     h_all, (_, c_last) = lstm.forward(tparams, tx, (th0, tc0), variant=variant)
     ((h_all * torch.tensor(g_all)).sum() + (c_last * torch.tensor(g_c)).sum()).backward()
     _, _, cache = lstm.forward(params, x, (h0, c0), return_cache=True, variant=variant)
-    grads, dx, (dh0, dc0) = lstm.backward(params, g_all, cache, dstate_last=(None, g_c))
+    grads, dx, (dh0, dc0) = lstm.backward(params, g_all, cache, dstate=(None, g_c))
     for key in params:
         assert_close(f"d{key}", tparams[key].grad, grads[key], rtol=RTOL)
     assert_close("dx", tx.grad, dx, rtol=RTOL)
@@ -313,9 +313,9 @@ def test_bad_inputs_raise_clear_errors():
     _, _, cache = lstm.forward(params, x, return_cache=True)
     with pytest.raises(ValueError, match=r"dh_all: expected shape \(B=3, L=6, H=5\)"):
         lstm.backward(params, np.zeros((3, 5, 5)), cache)
-    with pytest.raises(ValueError, match=r"dstate_last\[1\]: expected shape \(B=3, H=5\)"):
+    with pytest.raises(ValueError, match=r"dstate\[1\]: expected shape \(B=3, H=5\)"):
         lstm.backward(params, np.zeros((3, 6, 5)), cache, (None, np.zeros((3, 4))))
-    with pytest.raises(ValueError, match="dstate_last: expected a pair"):
+    with pytest.raises(ValueError, match="dstate: expected a pair"):
         lstm.backward(params, np.zeros((3, 6, 5)), cache, np.zeros((3, 5)))
     with pytest.raises(ValueError, match="truncate: expected a positive integer, got 0"):
         lstm.backward(params, np.zeros((3, 6, 5)), cache, truncate=0)

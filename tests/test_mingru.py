@@ -86,7 +86,7 @@ def test_step_loop_equals_forward(lstm):
     h_all, h_last = (mingru.minlstm_forward if lstm else mingru.forward)(params, x, h0)
     h = h0
     for t in range(x.shape[1]):
-        h = step(params, x[:, t], h)
+        h, _ = step(params, x[:, t], h)
         assert_close(f"h_{t + 1}", h_all[:, t], h, rtol=RTOL)
     assert_close("h_last", h_last, h, rtol=0)
 
@@ -131,9 +131,9 @@ def test_log_form_is_stable_with_saturated_gates(lstm):
 def test_log_form_needs_positive_h0_but_linear_forms_do_not():
     rng = np.random.default_rng(3)
     params, x, h0 = make(rng)
-    with pytest.raises(ValueError, match="h0: the log-space form needs h0 > 0"):
+    with pytest.raises(ValueError, match="state: the log-space form needs h0 > 0"):
         mingru.forward_scan(params, x, -h0)
-    with pytest.raises(ValueError, match="h0: the log-space form needs h0 > 0"):
+    with pytest.raises(ValueError, match="state: the log-space form needs h0 > 0"):
         mingru.minlstm_forward_scan(mingru.minlstm_init(rng, 3, 4), x, np.zeros_like(h0))
     assert_close("negative h0", mingru.forward(params, x, -h0)[0],
                  mingru.forward_scan(params, x, -h0, method="blelloch")[0], rtol=RTOL)
@@ -152,7 +152,7 @@ def test_backward_matches_finite_differences():
     x[0, 0, :] = 0.0                             # p = b_h there: cover both branches of g'
     w, w_last = rng.standard_normal((2, 6, 4)), rng.standard_normal((2, 4))
     _, _, cache = mingru.forward(params, x, h0, return_cache=True)
-    grads, dx, dh0 = mingru.backward(params, w, cache, dh_last=w_last)
+    grads, dx, dh0 = mingru.backward(params, w, cache, dstate=w_last)
     for key in params:
         def f(value, key=key):
             return _loss({**params, key: value}, x, h0, w, w_last)
@@ -223,9 +223,9 @@ def test_bad_inputs_raise_clear_errors():
         mingru.forward(params, x[0])
     with pytest.raises(ValueError, match=r"x: expected shape \(B=2, L=7, D=3\) \(from params\['W_z'\]\), got \(2, 7, 2\)"):
         mingru.forward_scan(params, x[:, :, :2])
-    with pytest.raises(ValueError, match=r"h0: expected shape \(B=2, H=4\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, H=4\)"):
         mingru.forward(params, x, h0[:, :3])
-    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B=2, H=4\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, H=4\)"):
         mingru.step(params, x[:, 0], h0[:1])
     with pytest.raises(ValueError, match="params: expected keys W_z, b_z, W_h, b_h, missing 'b_h'"):
         mingru.forward({k: v for k, v in params.items() if k != "b_h"}, x)

@@ -112,7 +112,7 @@ def test_step_loop_equals_forward():
     h_all, h_last = orth.forward(params, x, h0)
     h = h0
     for t in range(x.shape[1]):
-        h = orth.step(params, x[:, t], h)
+        h, _ = orth.step(params, x[:, t], h)
         assert_close(f"h_{t + 1}", h, h_all[:, t], rtol=RTOL)
     assert_close("h_last", h, h_last, rtol=RTOL)
 
@@ -181,7 +181,7 @@ def test_bad_inputs_raise_clear_errors():
         orth.forward({**params, "K": np.zeros(6)}, x)
     with pytest.raises(ValueError, match=r"nonlinearity: expected one of 'modrelu', 'tanh', 'linear', got 'relu'"):
         orth.forward(params, x, nonlinearity="relu")
-    with pytest.raises(ValueError, match=r"h0: expected shape \(B=3, H=6\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=3, H=6\)"):
         orth.forward(params, x, h0[:, :2])
     with pytest.raises(ValueError, match=r"W_hh: expected shape \(H=6, H=6\)"):
         orth.step(params, x[:, 0], h0, W_hh=np.eye(5))
@@ -201,4 +201,4 @@ def test_shapes_and_orthogonality_for_any_size(B, L, D, H, seed):
     assert h_all.shape == (B, L, H) and h_last.shape == (B, H)
     assert orthogonality_error(orth.recurrent_matrix(params)) < 1e-13
     h_prev = h_all[:, -2] if L > 1 else h0
-    assert_close("last step", h_all[:, -1], orth.step(params, x[:, -1], h_prev), rtol=RTOL)
+    assert_close("last step", h_all[:, -1], orth.step(params, x[:, -1], h_prev)[0], rtol=RTOL)

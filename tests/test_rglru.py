@@ -59,7 +59,7 @@ def test_step_loop_equals_forward():
     h_all, h_last = rglru.forward(params, x, h0)
     h = h0
     for t in range(x.shape[1]):
-        h = rglru.step(params, x[:, t], h)
+        h, _ = rglru.step(params, x[:, t], h)
         assert_close(f"h_{t + 1}", h_all[:, t], h, rtol=RTOL)
     assert_close("h_last", h_last, h, rtol=0)
 
@@ -132,9 +132,9 @@ def test_bad_inputs_raise_clear_errors():
         rglru.forward(params, x[0])
     with pytest.raises(ValueError, match=r"x: expected shape \(B=2, L=7, D=4\) \(from params\['W_a'\]\), got \(2, 7, 3\)"):
         rglru.forward_scan(params, x[:, :, :3])
-    with pytest.raises(ValueError, match=r"h0: expected shape \(B=2, D=4\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, D=4\)"):
         rglru.forward(params, x, h0[:1])
-    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B=2, D=4\)"):
+    with pytest.raises(ValueError, match=r"state: expected shape \(B=2, D=4\)"):
         rglru.step(params, x[:, 0], h0[:, :2])
     with pytest.raises(ValueError, match="missing 'Lambda'"):
         rglru.forward({k: v for k, v in params.items() if k != "Lambda"}, x)

@@ -51,7 +51,7 @@ def decoder_loop_naive(params, x_ids, x_mask, y_in):
             else:
                 c = h_L
             x = np.concatenate([params["emb_y"][y_in[b, i]][None], c], axis=1)
-            s = gru.step(params["dec"], x, s)
+            s, _ = gru.step(params["dec"], x, s)
             out[b, i] = (np.concatenate([s, c], axis=1) @ params["out"]["W_hy"] + params["out"]["b_y"])[0]
     return out
 

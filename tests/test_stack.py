@@ -205,8 +205,9 @@ def test_bad_inputs_raise_clear_errors():
     _, _, cache = stack.forward_deep(lstm, layers, x, return_cache=True)
     with pytest.raises(ValueError, match=r"dh_all: expected shape \(B=2, L=5, H=4\)"):
         stack.backward_deep(lstm, layers, np.zeros((2, 5, 3)), cache)
-    with pytest.raises(ValueError, match=r"dstate_last\[0\]: expected shape \(S=2, B=2, H=4\) \(from dy\), "
-                                         r"got \(2, 2, 5\)"):
+    # The slot's width is checked by the cell's own backward (the top layer's H = 4).
+    with pytest.raises(ValueError, match=r"dstate\[0\]: expected shape \(B=2, H=4\) "
+                                         r"\(from params\['W_h'\]\), got \(2, 5\)"):
         stack.backward_deep(lstm, layers, np.zeros((2, 5, 4)), cache, (np.zeros((2, 2, 5)), None))
     with pytest.raises(ValueError, match="cache: expected the DeepCache of forward_deep over these 1 layers"):
         stack.backward_deep(lstm, layers[:1], np.zeros((2, 5, 4)), cache)

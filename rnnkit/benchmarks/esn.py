@@ -43,7 +43,7 @@ def _problem(N: int, L: int, seed: int = 0):
 
 
 def _move(params: dict, u, y, impl: str):
-    """Arrays to the implementation's backend; the floats and the activation name stay."""
+    """Every parameter (0-d alpha and beta included) and the data to the implementation's backend."""
     backend, device = {"numpy": ("numpy", None), "torch-cpu": ("torch", "cpu"),
                        "cupy": ("cupy", None), "torch-cuda": ("torch", "cuda")}[impl]
     moved = {k: to_backend(v, backend, device) if isinstance(v, np.ndarray) else v
