@@ -4,8 +4,9 @@ Forms timed (all map (u, delta, A, B, C, D, z) to y (B, L, D)):
 
     sequential   the loop over t (mamba-minimal's reference): L steps of O(B D N)
     scan         rnnkit.scan's Blelloch scan on (A_bar, B_bar u): O(L) work, O(log L) rounds
-    chunked      chunks of T ~ sqrt(L): (T, T) decay matrices per channel and state inside chunks,
-                 O(B L T D N) work, plus L / T state passes
+    chunked      chunks of T = 16: (T, T) decay matrices per channel and state inside chunks,
+                 O(B L T D N) work and memory, plus L / T state passes (timed up to L = 1024,
+                 where the decay tensor already holds B L T D N = 34M numbers)
 
 Configuration: B=2, D=64, N=16 (one Mamba layer of width 32 with expand 2), L from 64 to 4096.
 Before timing each L the forms are compared with the sequential one (float32: rtol 1e-4 of max |y|).
@@ -19,13 +20,15 @@ import numpy as np
 from .. import bench, mamba
 from ..backend import to_backend, to_numpy
 
-__all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS"]
+__all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "CHUNK", "CHUNKED_MAX_L"]
 
 CONFIG = {"B": 2, "D": 64, "N": 16}
 SWEEP_L = (64, 256, 1024, 4096)
 QUICK_L = (64, 256)
 FORMS = mamba.SCAN_FORMS
 RTOL = 1e-4
+CHUNK = 16
+CHUNKED_MAX_L = 1024
 _IMPLS = ("numpy", "cupy", "torch-cuda")
 
 
@@ -49,10 +52,12 @@ def run(quick: bool = False, *, lengths=None) -> list[dict]:
         for impl in [i for i in _IMPLS if avail.get(i)]:
             args = [to_backend(a, impl) if impl != "torch-cuda" else to_backend(a, "torch", "cuda")
                     for a in host]
+            forms = [f for f in FORMS if f != "chunked" or L <= CHUNKED_MAX_L]
             fns = {form: (lambda form=form: mamba.selective_scan(*args[:5], D=args[5], z=args[6],
-                                                                  form=form)) for form in FORMS}
+                                                                  form=form, chunk_size=CHUNK))
+                   for form in forms}
             ref = to_numpy(fns["sequential"]())
-            for form in FORMS[1:]:
+            for form in forms[1:]:
                 err = np.max(np.abs(to_numpy(fns[form]()) - ref)) / np.max(np.abs(ref))
                 if not err < RTOL:
                     raise AssertionError(f"{impl}, L={L}: {form} differs from sequential by {err:.1e}")
