@@ -267,3 +267,24 @@ def test_induction_heads():
     assert abs(np.mean(y == 1) - selective_copy.chance_accuracy(5)) < 0.1
     with pytest.raises(ValueError, match="rng"):
         selective_copy.induction_heads(0, 2)
+
+
+# --------------------------------------------------------------------------- benchmark, experiment
+def test_benchmark_quick_records_every_form():
+    from rnnkit.benchmarks import mamba as bench_mamba
+    records = bench_mamba.run(quick=True, lengths=(32,))
+    assert sorted(r["form"] for r in records if r["impl"] == "numpy") == sorted(mamba.SCAN_FORMS)
+    assert all(r["params"]["L"] == 32 and r["median_s"] > 0 for r in records)
+
+
+def test_experiment_models_have_matched_sizes_and_train():
+    from rnnkit.experiments import mamba as exp
+    out = {kind: exp.train(kind, "induction", W=8, N=4, n_layers=1, steps=3, batch=4, lr=1e-2, seed=0,
+                           task_cfg={"L": 8, "n_tokens": 4}, n_test=16, extrapolate=(1, 2))
+           for kind in ("mamba", "s4d")}
+    gap = abs(out["mamba"]["n_params"] - out["s4d"]["n_params"]) / out["mamba"]["n_params"]
+    assert gap < 0.05, out
+    for r in out.values():
+        assert set(r["test_acc_by_length"]) == {"1", "2"} and np.isfinite(r["final_loss"])
+    with pytest.raises(ValueError, match="size"):
+        exp.run("huge")

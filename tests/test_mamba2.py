@@ -168,3 +168,9 @@ def test_bad_inputs():
         mamba2.forward(params, xb[..., :2])
     with pytest.raises(ValueError, match="state"):
         mamba2.step(params, xb[:, 0], (1, 2))
+
+
+def test_benchmark_quick_records_every_form():
+    from rnnkit.benchmarks import mamba2 as bench_mamba2
+    records = bench_mamba2.run(quick=True, lengths=(32,))
+    assert sorted(r["form"] for r in records if r["impl"] == "numpy") == sorted(mamba2.SSD_FORMS)
