@@ -3,22 +3,22 @@ delta rule, and the small RWKV-4 block (token shift, time mixing, channel mixing
 
 Equations, numbered as in chapter 17 (per channel for v4; per head, S (dk, dv), for v6/v7):
 
-    (17.30) v4:  wkv_t = (sum_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t)
+    (17.18) v4:  wkv_t = (sum_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t)
                        / (sum_{i<t} e^{-(t-1-i) w + k_i}     + e^{u + k_t}),   w > 0, bonus u
-    (17.31) recurrent: a_t = e^{-w} a_{t-1} + e^{k_t} v_t,  b_t = e^{-w} b_{t-1} + e^{k_t},
+    (17.19) recurrent: a_t = e^{-w} a_{t-1} + e^{k_t} v_t,  b_t = e^{-w} b_{t-1} + e^{k_t},
                        wkv_t = (a_{t-1} + e^{u+k_t} v_t) / (b_{t-1} + e^{u+k_t})
-    (17.32) stable: keep a, b divided by e^{p} with p the running maximum exponent:
+    (17.20) stable: keep a, b divided by e^{p} with p the running maximum exponent:
                 q = max(p_{t-1}, u + k_t):  wkv_t = (e^{p-q} a + e^{u+k-q} v) / (e^{p-q} b + e^{u+k-q})
                 q' = max(p_{t-1} - w, k_t): a <- e^{p-w-q'} a + e^{k-q'} v,  b likewise,  p_t = q'
-    (17.33) v6:  o_t = r_t (S_{t-1} + diag(u) k_t^T v_t),  S_t = diag(w_t) S_{t-1} + k_t^T v_t,
+    (17.21) v6:  o_t = r_t (S_{t-1} + diag(u) k_t^T v_t),  S_t = diag(w_t) S_{t-1} + k_t^T v_t,
                  w_t = exp(log_w_t) in (0, 1) per key channel, data dependent
-    (17.34) v7:  S_t = (diag(w_t) - (a_t * kh_t)^T kh_t) S_{t-1} + k_t^T v_t,  o_t = r_t S_t
+    (17.22) v7:  S_t = (diag(w_t) - (a_t * kh_t)^T kh_t) S_{t-1} + k_t^T v_t,  o_t = r_t S_t
                  (kh: the normalised removal key, a in (0, 1): the in-context learning rate);
                  w = 1, a = beta, kh = k, k -> beta k is the delta rule (17.1)
-    (17.35) token shift: xx_t = mu * x_t + (1 - mu) * x_{t-1}   (x_0 = 0 or the carried state)
-    (17.36) time mixing:  r = sigma(xx_r W_r), k = xx_k W_k, v = xx_v W_v,
+    (17.23) token shift: xx_t = mu * x_t + (1 - mu) * x_{t-1}   (x_0 = 0 or the carried state)
+    (17.24) time mixing:  r = sigma(xx_r W_r), k = xx_k W_k, v = xx_v W_v,
                           y = (r * wkv(k, v)) W_o
-    (17.37) channel mixing: r = sigma(xx_r W_r'), y = r * (relu(xx_k W_k')^2 W_v')
+    (17.25) channel mixing: r = sigma(xx_r W_r'), y = r * (relu(xx_k W_k')^2 W_v')
             block: x <- x + TimeMix(LN(x)),  x <- x + ChannelMix(LN(x))
 
 References:
@@ -80,7 +80,7 @@ def _check_wkv4(w, u, k, v):
 
 
 def wkv4_naive(w, u, k, v):
-    """(17.30) as written: an (L, L) weighted average with raw exponentials (overflows for large k).
+    """(17.18) as written: an (L, L) weighted average with raw exponentials (overflows for large k).
     w, u (D,); k, v (B, L, D) -> wkv (B, L, D)."""
     dims = _check_wkv4(w, u, k, v)
     xp = xp_of(k, v)
@@ -100,12 +100,12 @@ def wkv4_naive(w, u, k, v):
 def _wkv4_cell(w, u, k_t, v_t, st, stabilize):
     xp = xp_of(k_t, v_t)
     a, b, p = st
-    if not stabilize:                                                        # (17.31)
+    if not stabilize:                                                        # (17.19)
         e = xp.exp(u + k_t)
         out = (a + e * v_t) / (b + e)
         ek = xp.exp(k_t)
         return out, WKVState(xp.exp(-w) * a + ek * v_t, xp.exp(-w) * b + ek, p)
-    q = xp.maximum(p, u + k_t)                                               # (17.32)
+    q = xp.maximum(p, u + k_t)                                               # (17.20)
     e1, e2 = xp.exp(p - q), xp.exp(u + k_t - q)
     out = (e1 * a + e2 * v_t) / (e1 * b + e2)
     q2 = xp.maximum(p - w, k_t)
@@ -120,7 +120,7 @@ def _wkv4_zero(k):
 
 
 def wkv4(w, u, k, v, *, state=None, stabilize: bool = True):
-    """The v4 WKV recurrence, stable (17.32) by default or raw (17.31).
+    """The v4 WKV recurrence, stable (17.20) by default or raw (17.19).
 
     Args:
         w: (D,) decay rates > 0 (e^{-w} per step).  u: (D,) bonus of the current token.
@@ -154,7 +154,7 @@ def _check_heads(names_arrays, spec_of):
 
 
 def wkv6(r, k, v, log_w, u, *, form: str = "recurrent", chunk_size: int = 16, state=None):
-    """RWKV-6 (Finch) WKV (17.33), multi-head.
+    """RWKV-6 (Finch) WKV (17.21), multi-head.
 
     Args:
         r, k: (B, H, L, dk).  v: (B, H, L, dv).  log_w: (B, H, L, dk) log decays (<= 0).
@@ -198,7 +198,7 @@ def wkv6(r, k, v, log_w, u, *, form: str = "recurrent", chunk_size: int = 16, st
 
 
 def wkv7(r, log_w, k, v, kh, a, *, state=None):
-    """RWKV-7 (Goose) state update (17.34), recurrent.
+    """RWKV-7 (Goose) state update (17.22), recurrent.
 
     Args:
         r, k, kh: (B, H, L, dk) receptance, key, normalised removal key.  log_w: (B, H, L, dk).
@@ -261,16 +261,16 @@ def _block(params, x, state):
     xp = xp_of(x, params["W_r"])
     p = params
     u = _ln(xp, x, p["ln1_w"], p["ln1_b"])
-    us = _shift(xp, u, state.x_tm)                                            # (17.35)
+    us = _shift(xp, u, state.x_tm)                                            # (17.23)
     mix = lambda mu: mu * u + (1 - mu) * us                                   # noqa: E731
-    r = 1.0 / (1.0 + xp.exp(-(mix(p["mu_r"]) @ p["W_r"])))                    # (17.36)
+    r = 1.0 / (1.0 + xp.exp(-(mix(p["mu_r"]) @ p["W_r"])))                    # (17.24)
     k, v = mix(p["mu_k"]) @ p["W_k"], mix(p["mu_v"]) @ p["W_v"]
     wkv, st = wkv4(xp.exp(p["time_decay"]), p["time_first"], k, v, state=state.wkv)
     x = x + (r * wkv) @ p["W_o"]
     c = _ln(xp, x, p["ln2_w"], p["ln2_b"])
     cs = _shift(xp, c, state.x_cm)
     cmix = lambda mu: mu * c + (1 - mu) * cs                                  # noqa: E731
-    rr = 1.0 / (1.0 + xp.exp(-(cmix(p["cmu_r"]) @ p["C_r"])))                 # (17.37)
+    rr = 1.0 / (1.0 + xp.exp(-(cmix(p["cmu_r"]) @ p["C_r"])))                 # (17.25)
     kk = xp.maximum(cmix(p["cmu_k"]) @ p["C_k"], xp.zeros_like(c[..., :1]))
     x = x + rr * ((kk * kk) @ p["C_v"])
     return x, State(u[:, -1], c[:, -1], st)

@@ -3,23 +3,23 @@
 Equations, numbered as in chapter 17 (row vectors; i~, f~ are the gate pre-activations):
 
   sLSTM, per hidden unit, with a recurrent connection h_{t-1} R:
-    (17.20) [z~, i~, f~, o~] = x_t W + h_{t-1} R + b
+    (17.11) [z~, i~, f~, o~] = x_t W + h_{t-1} R + b
             z_t = tanh(z~),  o_t = sigma(o~),  i_t = exp(i~),  f_t = sigma(f~) or exp(f~)
-    (17.21) c_t = f_t c_{t-1} + i_t z_t,   n_t = f_t n_{t-1} + i_t,   h_t = o_t c_t / n_t
-    (17.22) stabiliser: m_t = max(log f_t + m_{t-1}, i~_t),
+    (17.12) c_t = f_t c_{t-1} + i_t z_t,   n_t = f_t n_{t-1} + i_t,   h_t = o_t c_t / n_t
+    (17.13) stabiliser: m_t = max(log f_t + m_{t-1}, i~_t),
             i'_t = exp(i~_t - m_t),  f'_t = exp(log f_t + m_{t-1} - m_t)
             c and n are kept divided by exp(m_t): the same h_t, and no exp of a large number.
 
   mLSTM, per head, C (dk, dv), n (dk):
-    (17.23) C_t = f_t C_{t-1} + i_t k_t^T v_t,   n_t = f_t n_{t-1} + i_t k_t
+    (17.14) C_t = f_t C_{t-1} + i_t k_t^T v_t,   n_t = f_t n_{t-1} + i_t k_t
             h~_t = q_t C_t / max(|q_t n_t^T|, 1)
-    (17.24) stabilised as (17.22): C'_t = C_t e^{-m_t}, n'_t = n_t e^{-m_t},
+    (17.15) stabilised as (17.13): C'_t = C_t e^{-m_t}, n'_t = n_t e^{-m_t},
             h~_t = q_t C'_t / max(|q_t n'_t^T|, e^{-m_t})
-    (17.25) parallel: log D_ts = sum_{j=s+1..t} log f_j + i~_s (s <= t),
+    (17.16) parallel: log D_ts = sum_{j=s+1..t} log f_j + i~_s (s <= t),
             m_t = max(max_s log D_ts, sum_{j<=t} log f_j),  Ct_ts = (q_t k_s^T) exp(log D_ts - m_t),
             h~_t = (sum_s Ct_ts v_s) / max(|sum_s Ct_ts|, e^{-m_t})
-    (17.26) chunkwise: (17.25) inside a chunk plus the carried state (C', n', m) decayed to each
-            position; the carried m enters the max as the j <= t term does in (17.25).
+    (17.17) chunkwise: (17.16) inside a chunk plus the carried state (C', n', m) decayed to each
+            position; the carried m enters the max as the j <= t term does in (17.16).
 
   The m_0 = 0 convention (the zero state is C' = 0, n' = 0, m = 0) is used by every form, so the
   three forms return the same state, not only the same outputs.
@@ -122,13 +122,13 @@ def _slstm_zero(params, x):
 def _slstm_cell(params, x_t, state, forget, stabilize):
     xp = xp_of(x_t, params["W"])
     H = params["R"].shape[0]
-    pre = x_t @ params["W"] + state.h @ params["R"] + params["b"]             # (17.20)
+    pre = x_t @ params["W"] + state.h @ params["R"] + params["b"]             # (17.11)
     z, i_pre, f_pre, o = (pre[:, j * H:(j + 1) * H] for j in range(4))
     z, o, log_f = xp.tanh(z), 1.0 / (1.0 + xp.exp(-o)), _log_forget(xp, f_pre, forget)
-    if stabilize:                                                              # (17.22)
+    if stabilize:                                                              # (17.13)
         m = xp.maximum(log_f + state.m, i_pre)
         i_g, f_g = xp.exp(i_pre - m), xp.exp(log_f + state.m - m)
-    else:                                                                      # (17.21) as written
+    else:                                                                      # (17.12) as written
         m = state.m
         i_g, f_g = xp.exp(i_pre), xp.exp(log_f)
     c = f_g * state.c + i_g * z
@@ -138,7 +138,7 @@ def _slstm_cell(params, x_t, state, forget, stabilize):
 
 
 def slstm_step(params: dict, x_t, state=None, *, forget: str = "sigmoid", stabilize: bool = True):
-    """One sLSTM step: x_t (B, D) -> h_t (B, H), SState. ``stabilize=False`` runs (17.21) with
+    """One sLSTM step: x_t (B, D) -> h_t (B, H), SState. ``stabilize=False`` runs (17.12) with
     raw exponentials (it overflows for large i~: chapter 17's demonstration)."""
     _slstm_check(params, x_t, "B D")
     state = _slstm_zero(params, x_t) if state is None else state
@@ -165,12 +165,12 @@ def _mlstm_recurrent(q, k, v, i_pre, log_f, st, stabilize):
     C, n, m = st
     outs = []
     for t in range(q.shape[2]):
-        if stabilize:                                                           # (17.24)
+        if stabilize:                                                           # (17.15)
             m_new = xp.maximum(log_f[:, :, t] + m, i_pre[:, :, t])
             f_g, i_g = xp.exp(log_f[:, :, t] + m - m_new), xp.exp(i_pre[:, :, t] - m_new)
             floor = xp.exp(-m_new)
             m = m_new
-        else:                                                                   # (17.23)
+        else:                                                                   # (17.14)
             f_g, i_g = xp.exp(log_f[:, :, t]), xp.exp(i_pre[:, :, t])
             floor = xp.ones_like(f_g)
         k_t = k[:, :, t]
@@ -183,7 +183,7 @@ def _mlstm_recurrent(q, k, v, i_pre, log_f, st, stabilize):
 
 
 def _mlstm_chunk(Q, K, V, I, LF, st):
-    """(17.25)-(17.26) for one chunk of c steps with carried state st = (C', n', m)."""
+    """(17.16)-(17.17) for one chunk of c steps with carried state st = (C', n', m)."""
     xp = xp_of(Q, K, V)
     C, n, m = st
     c = Q.shape[2]
@@ -210,13 +210,13 @@ def _mlstm_chunk(Q, K, V, I, LF, st):
 
 def mlstm(q, k, v, i_pre, f_pre, *, form: str = "recurrent", chunk_size: int = 16, state=None,
           forget: str = "sigmoid", stabilize: bool = True):
-    """The mLSTM operator (17.23)-(17.26), multi-head.
+    """The mLSTM operator (17.14)-(17.17), multi-head.
 
     Args:
         q, k: (B, NH, L, dk) (scale k by 1/sqrt(dk) outside, as the block does).
         v: (B, NH, L, dv).  i_pre, f_pre: (B, NH, L) gate pre-activations i~, f~.
         form: "recurrent", "parallel" (one chunk of length L) or "chunkwise" (any chunk_size).
-        state: MState or None (zeros, m = 0).  stabilize: False runs (17.23) with raw
+        state: MState or None (zeros, m = 0).  stabilize: False runs (17.14) with raw
             exponentials (recurrent form only; it overflows for large i~).
     Returns:
         h~ (B, NH, L, dv), MState after the last step.
@@ -338,13 +338,13 @@ def forward(params: dict, x, state=None):
 
 
 def forward_parallel(params: dict, x, state=None):
-    """As ``forward`` with the parallel mLSTM (17.25) (one chunk of length L)."""
+    """As ``forward`` with the parallel mLSTM (17.16) (one chunk of length L)."""
     _check_block(params, x, "B L D")
     return _block(params, x, zero_state(params, x) if state is None else state, "parallel", 1)
 
 
 def forward_chunkwise(params: dict, x, state=None, *, chunk_size: int = 4):
-    """As ``forward`` with the chunkwise mLSTM (17.26)."""
+    """As ``forward`` with the chunkwise mLSTM (17.17)."""
     _check_block(params, x, "B L D")
     return _block(params, x, zero_state(params, x) if state is None else state, "chunkwise",
                   chunk_size)
