@@ -4,12 +4,12 @@ Equations, numbered as in chapter 7 (row-vector convention: u_t is (B, D), x_t i
 
     (7.1)  x_t = (1 - a) x_{t-1} + a f(u_t W_in + x_{t-1} W + b)        leaky-integrator reservoir
     (7.2)  z_t = [1 | u_t | x_t],   y_t = z_t W_out                        linear readout
-    (7.3)  W_out = argmin ||Z W_out - Y||^2 + beta ||W_out without its bias row||^2
-                 = (Z_c^T Z_c + beta I)^{-1} Z_c^T Y_c, bias = mean(Y) - mean(Z) W_out
-    (7.6)  x_t = alpha x_{t-1} O + beta_r f(u_t W_in + x_{t-1} W + b)     residual reservoir
-    (7.7)  x_t^{(1)} reads u_t, x_t^{(l)} reads x_t^{(l-1)}; z_t = [1 | x_t^{(1)} | ... | x_t^{(K)}]
+    (7.3)  W_out = argmin ||Z W_out - Y||^2 + kappa ||W_out without its bias row||^2   (kappa: ``ridge``)
+                 = (Z_c^T Z_c + kappa I)^{-1} Z_c^T Y_c, bias = mean(Y) - mean(Z) W_out
+    (7.8)  x_t^{(1)} reads u_t, x_t^{(l)} reads x_t^{(l-1)}; z_t = [1 | x_t^{(1)} | ... | x_t^{(K)}]
+    (7.9)  x_t = alpha x_{t-1} O + beta_r f(u_t W_in + x_{t-1} W + b)     residual reservoir
 
-(7.1) is the case O = I, alpha = 1 - a, beta_r = a of (7.6), so one ``step`` serves both; the
+(7.1) is the case O = I, alpha = 1 - a, beta_r = a of (7.9), so one ``step`` serves both; the
 parameter dict holds arrays only (rnnkit/PROTOCOL.md): W_in, W, b, the reservoir's fixed
 coefficients ``alpha`` and ``beta`` as 0-d arrays and, for the residual reservoir, the orthogonal
 matrix ``O``; the activation f ("tanh", or "identity" for a linear reservoir) is the keyword
@@ -108,7 +108,7 @@ def init(rng: np.random.Generator, D: int, N: int, *, spectral_radius: float = 0
 
 def init_residual(rng: np.random.Generator, D: int, N: int, *, alpha: float = 0.9,
                   beta: float = 0.1, O: str = "orthogonal", **kwargs) -> dict:
-    """A residual reservoir (7.6): x_t = alpha x_{t-1} O + beta f(...), O orthogonal.
+    """A residual reservoir (7.9): x_t = alpha x_{t-1} O + beta f(...), O orthogonal.
 
     Args:
         alpha, beta: the weights of the orthogonal skip path and of the nonlinear path.
@@ -131,7 +131,7 @@ def init_residual(rng: np.random.Generator, D: int, N: int, *, alpha: float = 0.
 
 def init_deep(rng: np.random.Generator, D: int, N: int, n_layers: int, *,
               inter_scaling: float = 1.0, **kwargs) -> list:
-    """A deep reservoir (7.7): ``n_layers`` reservoirs of size N; layer 1 reads u (D inputs),
+    """A deep reservoir (7.8): ``n_layers`` reservoirs of size N; layer 1 reads u (D inputs),
     layer l > 1 reads layer l-1's states (N inputs, scaled by ``inter_scaling``)."""
     check_positive_int("n_layers", n_layers)
     first = dict(kwargs)
@@ -163,7 +163,7 @@ def example(rng: np.random.Generator, *, dtype=np.float64):
 
 
 def _update(params, xp, drive, x_prev, activation):
-    """(7.6) given drive = u_t W_in + b (B, N) and x_{t-1} (B, N)."""
+    """(7.9) given drive = u_t W_in + b (B, N) and x_{t-1} (B, N)."""
     pre = drive + x_prev @ params["W"]
     fx = xp.tanh(pre) if activation == "tanh" else pre
     skip = x_prev @ params["O"] if "O" in params else x_prev
@@ -171,7 +171,7 @@ def _update(params, xp, drive, x_prev, activation):
 
 
 def step(params: dict, u_t, state=None, *, activation: str = "tanh"):
-    """One reservoir step, (7.1) / (7.6). u_t (B, D), state (B, N) x_{t-1} (zeros if None).
+    """One reservoir step, (7.1) / (7.9). u_t (B, D), state (B, N) x_{t-1} (zeros if None).
 
     Returns (x_t, x_t): the reservoir's output is its state, (B, N).
     """
@@ -211,7 +211,7 @@ def forward(params: dict, u, state=None, *, activation: str = "tanh"):
 
 
 def forward_deep(layers: list, u, x0s=None, *, activation: str = "tanh"):
-    """(7.7): run the stack; returns states (B, L, K*N) concatenated over layers, last states list."""
+    """(7.8): run the stack; returns states (B, L, K*N) concatenated over layers, last states list."""
     if not layers:
         raise ValueError("layers: expected at least one reservoir, got an empty list")
     x0s = [None] * len(layers) if x0s is None else x0s
@@ -315,7 +315,7 @@ def nrmse(y_true, y_pred, axis=None) -> float | np.ndarray:
 def memory_capacity(params: dict, rng: np.random.Generator, k_max: int, *, n_train: int = 2000,
                     n_test: int = 1000, washout: int = 200, ridge: float = 1e-10,
                     activation: str = "tanh") -> np.ndarray:
-    """Short-term memory capacity (Jaeger 2002), (7.5): MC_k for delays k = 0..k_max.
+    """Short-term memory capacity (Jaeger 2002), (7.7): MC_k for delays k = 0..k_max.
 
     The reservoir (D = 1) is driven by i.i.d. u_t ~ U(-1, 1); one ridge readout per delay k is fit
     on the training steps to reconstruct u_{t-k} from z_t; MC_k is the squared correlation between
