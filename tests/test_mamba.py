@@ -286,5 +286,10 @@ def test_experiment_models_have_matched_sizes_and_train():
     assert gap < 0.05, out
     for r in out.values():
         assert set(r["test_acc_by_length"]) == {"1", "2"} and np.isfinite(r["final_loss"])
+    r2 = exp.train("mamba2", "copy", W=8, N=4, n_layers=1, steps=2, batch=4, lr=1e-2, seed=0,
+                   task_cfg={"L": 8, "n_memorize": 2, "n_tokens": 4}, n_test=8)
+    assert 0.0 <= r2["test_acc"] <= 1.0 and np.isfinite(r2["final_loss"])
     with pytest.raises(ValueError, match="size"):
         exp.run("huge")
+    with pytest.raises(ValueError, match="kind"):
+        exp.build("lstm", np.random.default_rng(0), 6, 8, 4, 1)

@@ -4,6 +4,7 @@ Two token models that differ only in their state space layer (the comparison of 
 shrunk to a CPU):
 
     Mamba    the Mamba block (``rnnkit.mamba``): delta, B, C read from the input (selection, S6)
+    Mamba-2  (chapter 15, ``train`` only) the Mamba-2 block with the chunked SSD form
     S4D      the same block with the selective scan replaced by an S4D-Lin layer (``rnnkit.s4d``,
              time-invariant: delta, B, C are parameters; convolution view), state size chosen so
              that the parameter counts match to within 1% (printed)
@@ -23,7 +24,7 @@ import time
 
 import numpy as np
 
-from .. import mamba, s4d
+from .. import mamba, mamba2, s4d
 from ..tasks import selective_copy
 
 __all__ = ["run", "CONFIGS", "build", "train", "lti_block_init", "lti_block"]
@@ -71,8 +72,10 @@ def build(kind: str, rng, V: int, W: int, N: int, n_layers: int) -> dict:
         blocks = [mamba.init(rng, W, N=N) for _ in range(n_layers)]
     elif kind == "s4d":
         blocks = [lti_block_init(rng, W, N) for _ in range(n_layers)]
+    elif kind == "mamba2":   # chapter 15: heads of 4 channels, one group, state 2N (Mamba-2's larger N)
+        blocks = [mamba2.init(rng, W, N=2 * N, head_dim=4) for _ in range(n_layers)]
     else:
-        raise ValueError(f"kind: expected 'mamba' or 's4d', got {kind!r}")
+        raise ValueError(f"kind: expected 'mamba', 's4d' or 'mamba2', got {kind!r}")
     return {"emb": rng.standard_normal((V, W)) * 0.5, "blocks": blocks,
             "out": _lin(rng, W, V), "out_b": np.zeros(V)}
 
@@ -93,6 +96,8 @@ def _apply(torch, kind, model, x_ids):
         u = F.layer_norm(h, (W,))
         if kind == "mamba":
             h = h + mamba.forward_scan(blk, u)[0]         # fastest under torch autograd on a CPU
+        elif kind == "mamba2":
+            h = h + mamba2.forward_chunked(blk, u, chunk_size=8)[0]
         else:
             h = h + lti_block(blk, u)
     return F.layer_norm(h, (W,)) @ model["out"] + model["out_b"]   # (B, L, V)
