@@ -27,10 +27,23 @@ Recording procedure (the GPU numbers in the book come from exactly this)::
 Quick runs are saved as ``<benchmark>__<device-tag>__quick.json`` so that a smoke run never
 overwrites a recorded full run; ``load_results`` skips them unless asked.
 
-Timing method: ``time.perf_counter`` around ``number`` calls, ``repeat`` times, after ``warmup``
-untimed calls; a ``sync`` callable runs after every call so that asynchronous GPU work is
-finished before the clock stops. We report the median (robust to the odd slow repeat caused by
-other processes) and keep every repeat in the file.
+Timing method: ``time.perf_counter`` (wall) and ``time.process_time`` (this process's CPU time)
+around ``number`` calls, ``repeat`` times, after ``warmup`` untimed calls; a ``sync`` callable runs
+after every call so that asynchronous GPU work is finished before the clock stops. Records keep
+every repeat, the median and the minimum of both clocks: the chapters read the minimum (the run
+least disturbed by anything else) and, on a CPU, compare it with the CPU time.
+
+A recording must be evidence (``python -m rnnkit.bench NAME`` without ``--quick``):
+
+- from committed code: it refuses when ``rnnkit/`` has uncommitted changes (``--allow-dirty``
+  overrides it and the file says so);
+- on a quiet machine: before it starts it waits (``--wait`` seconds, default 600) until other
+  processes use less than ``QUIET_LOAD`` CPUs over a sampling window, and after the run it refuses
+  to save if they used more than that during it (``--allow-busy`` saves anyway, marked
+  ``"busy": true``). ``QUIET_LOAD`` = 0.2 CPUs: a single-threaded timed loop then loses at most
+  about a tenth of its core to pre-emption on a 2-core machine (0.2 of 2 cores), inside the
+  scatter of repeats we see on an idle machine; the recordings of the first sessions, taken at
+  other loads of 1-36 CPUs, had costs per step that grew with L from pre-emption alone.
 """
 from __future__ import annotations
 
@@ -57,6 +70,7 @@ __all__ = [
     "Timing", "time_fn", "sync_for", "cupy_sync", "torch_cuda_sync", "available_backends",
     "machine_info", "device_tag", "device_of", "make_record", "make_run", "save_results",
     "load_results", "plot_results", "speed_ratio", "sweep_lengths", "run_benchmark", "main",
+    "QUIET_LOAD", "measure_other_load", "wait_for_quiet",
     "CPU_IMPLS", "GPU_IMPLS",
 ]
 
@@ -79,15 +93,19 @@ class Timing:
     mean_s: float
     std_s: float
     number: int = 1
+    cpu_times_s: list | None = None    # this process's CPU time per call, same repeats
+    min_cpu_s: float | None = None
 
     @classmethod
-    def from_times(cls, times_s: Iterable[float], number: int = 1) -> "Timing":
+    def from_times(cls, times_s: Iterable[float], number: int = 1,
+                   cpu_times_s: Iterable[float] | None = None) -> "Timing":
         times = [float(t) for t in times_s]
         if not times:
             raise ValueError("times_s: expected at least one measurement, got none")
         std = statistics.stdev(times) if len(times) > 1 else 0.0
+        cpu = None if cpu_times_s is None else [float(t) for t in cpu_times_s]
         return cls(times, statistics.median(times), min(times), statistics.fmean(times), std,
-                   number)
+                   number, cpu, None if not cpu else min(cpu))
 
 
 def time_fn(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 7, number: int = 1,
@@ -112,15 +130,16 @@ def time_fn(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 7, numbe
         fn()
         if sync is not None:
             sync()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(number):
             fn()
             if sync is not None:
                 sync()
         times.append((time.perf_counter() - t0) / number)
-    return Timing.from_times(times, number)
+        cpu_times.append((time.process_time() - c0) / number)
+    return Timing.from_times(times, number, cpu_times)
 
 
 def cupy_sync() -> Callable[[], None]:
@@ -328,6 +347,8 @@ def make_record(impl: str, form: str, params: dict, timing: Timing,
         "std_s": timing.std_s,
         "number": timing.number,
         "times_s": list(timing.times_s),
+        "min_cpu_s": timing.min_cpu_s,
+        "cpu_times_s": None if timing.cpu_times_s is None else list(timing.cpu_times_s),
     }
 
 
@@ -424,7 +445,7 @@ _Y_LABELS = {"median_s": "time per call (s), median", "min_s": "time per call (s
              "mean_s": "time per call (s), mean"}
 
 
-def plot_results(runs, x: str = "L", y: str = "median_s", ax=None, title: str | None = None,
+def plot_results(runs, x: str = "L", y: str = "min_s", ax=None, title: str | None = None,
                  **where):
     """Log-log plot of ``y`` against params[``x``], one line per (impl, form, device).
 
@@ -492,7 +513,7 @@ def plot_results(runs, x: str = "L", y: str = "median_s", ax=None, title: str | 
     return ax
 
 
-def speed_ratio(runs, impl_a: str, impl_b: str, *, y: str = "median_s", **where) -> float:
+def speed_ratio(runs, impl_a: str, impl_b: str, *, y: str = "min_s", **where) -> float:
     """time(impl_a) / time(impl_b) for the one record of each that matches ``where``.
 
     ``where`` filters on params (``B=32, L=512``) and on the record fields form and device.
@@ -592,6 +613,36 @@ def _other_cpu_load(before: tuple | None, after: tuple | None) -> float | None:
     return round(max(other, 0.0) / wall, 2)
 
 
+QUIET_LOAD = 0.2   # CPUs that other processes may use while we time (see the module docstring)
+
+
+def measure_other_load(seconds: float = 5.0) -> float | None:
+    """CPUs used by other processes over a ``seconds`` window (None where /proc is missing)."""
+    before = _cpu_snapshot()
+    time.sleep(seconds)
+    return _other_cpu_load(before, _cpu_snapshot())
+
+
+def wait_for_quiet(threshold: float = QUIET_LOAD, timeout: float = 600.0,
+                   window: float = 5.0, log=print) -> float | None:
+    """Wait until other processes use less than ``threshold`` CPUs; return the last load seen.
+
+    Raises:
+        RuntimeError: still busy after ``timeout`` seconds (the message gives the load).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        load = measure_other_load(window)
+        if load is None or load < threshold:
+            return load
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the machine is busy: other processes use {load} CPUs "
+                               f"(> {threshold}) after waiting {timeout:.0f} s; timings taken now "
+                               "would measure them, not the code. Try again when it is quiet, "
+                               "or pass --allow-busy to record anyway (marked busy)")
+        log(f"waiting for a quiet machine: other processes use {load} CPUs (> {threshold})")
+
+
 def _summary(run: dict) -> str:
     lines = [f"{run['benchmark']} on {device_tag(run['machine'])}"
              f"{' (quick)' if run['quick'] else ''}:"]
@@ -615,6 +666,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         help="small sweep, few repeats; saved with a __quick suffix")
     parser.add_argument("--results-dir", default=None,
                         help=f"where to write JSON (default {default_results_dir()})")
+    parser.add_argument("--wait", type=float, default=600.0,
+                        help="seconds to wait for a quiet machine before refusing (default 600)")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="record even if other processes use the CPUs (the file says so)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="record from uncommitted code (the file says so)")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(sorted(BENCHMARKS)))
@@ -625,16 +682,28 @@ def main(argv: list[str] | None = None) -> list[Path]:
         parser.error(f"unknown benchmark {args.name!r}; registered: {sorted(BENCHMARKS)}")
     names = sorted(BENCHMARKS) if args.all else [args.name]
     print(f"backends here: {available_backends()}")
-    load, cpus = _load_avg(), os.cpu_count() or 1
-    if load is not None and load[0] > 0.5 * cpus:
-        print(f"warning: load average {load[0]} on {cpus} CPUs; other work will skew the timings "
-              f"(the load is recorded in the results file)")
+    if not args.quick:   # a recording: committed code, quiet machine (a quick run is a smoke test)
+        dirty = machine_info().get("git_dirty")
+        if dirty is not False and not args.allow_dirty:
+            raise SystemExit("refusing to record: rnnkit/ differs from its commit (or is not a git "
+                             "checkout); commit first (or pass --allow-dirty, marked in the file)")
+        if not args.allow_busy:
+            try:
+                wait_for_quiet(timeout=args.wait)
+            except RuntimeError as exc:
+                raise SystemExit(f"refusing to record: {exc}") from None
     paths = []
     for name in names:
         run = run_benchmark(name, args.quick)
         print(_summary(run))
         other = run["machine"].get("other_cpu_load")
-        if other is not None and other > 0.25:
+        busy = other is not None and other > QUIET_LOAD
+        if busy and not args.quick and not args.allow_busy:
+            print(f"  not saved: other processes kept {other} CPUs busy during this run "
+                  f"(> {QUIET_LOAD}); rerun on a quiet machine")
+            continue
+        run["machine"]["busy"] = bool(busy)
+        if busy:
             print(f"  warning: other processes kept {other} CPUs busy during this run")
         path = save_results(name, run["records"], args.results_dir, machine=run["machine"],
                             quick=args.quick)

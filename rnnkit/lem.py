@@ -130,7 +130,7 @@ def forward(params: dict, x, state=None, *, dt: float = 1.0):
     check_shape("x", x, "B L D", dims, src)
     check_floating("x", x)
     xp = xp_of(x, params["W"])
-    B, L, H = dims["B"], dims["L"], dims["H"]
+    L = dims["L"]
     if state is None:
         y, z = zero_state(params, x)
     else:

@@ -184,7 +184,7 @@ def forward(params: dict, x, state: LMUState | None = None):
     check_shape("x", x, "B L D", dims, src)
     check_floating("x", x)
     xp = xp_of(x, params["W_h"])
-    B, L, H, N = dims["B"], dims["L"], dims["H"], dims["N"]
+    L = dims["L"]
     state = zero_state(params, x) if state is None else LMUState(*state)
     check_shape("state.h", state.h, "B H", dims, src)
     check_shape("state.m", state.m, "B N", dims, src)

@@ -166,7 +166,7 @@ def forward(params: dict, x, state=None, *, nonlinearity: str = "modrelu"):
     check_shape("x", x, "B L D", dims, src)
     check_floating("x", x)
     xp = xp_of(x, params["K"])
-    B, L, H = dims["B"], dims["L"], dims["H"]
+    L = dims["L"]
     h0 = zero_state(params, x) if state is None else state
     check_shape("state", h0, "B H", dims, src)
     W_hh = recurrent_matrix(params)                  # (H, H)  (6.5)-(6.6), once per sequence

@@ -72,7 +72,7 @@ def init_sensitivities(params: dict, B: int) -> Sensitivities:
     _check_params(params, dims, src)
     check_positive_int("B", B)
     xp = xp_of(params["W_hh"])
-    D, H, dtype = dims["D"], dims["H"], params["W_hh"].dtype
+    D, H = dims["D"], dims["H"]
     W = params["W_hh"]
     return Sensitivities(zeros(xp, (B, H, D, H), like=W), zeros(xp, (B, H, H, H), like=W),
                          zeros(xp, (B, H, H), like=W))

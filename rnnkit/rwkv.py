@@ -149,7 +149,7 @@ def _check_heads(names_arrays, spec_of):
         check_shape(name, a, spec_of[name], dims)
         check_floating(name, a)
     if dims["L"] == 0:
-        raise ValueError(f"r: expected at least one time step (L >= 1), got L = 0")
+        raise ValueError("r: expected at least one time step (L >= 1), got L = 0")
     return dims
 
 

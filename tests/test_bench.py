@@ -54,13 +54,14 @@ def test_time_fn_counts_warmup_repeat_number_and_syncs():
 def test_time_fn_measures_per_call_time_with_a_fake_clock(monkeypatch):
     """Each call advances the clock by exactly 0.25 s: the per-call time must be 0.25."""
     clock = {"now": 100.0}
-    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"],
+                                                             process_time=lambda: clock["now"]))
 
     def fn():
         clock["now"] += 0.25
 
     t = bench.time_fn(fn, warmup=2, repeat=3, number=4)
-    assert t.times_s == [0.25, 0.25, 0.25]
+    assert t.times_s == [0.25, 0.25, 0.25] and t.cpu_times_s == [0.25, 0.25, 0.25]
     assert clock["now"] == 100.0 + 0.25 * (2 + 3 * 4)
 
 
@@ -322,8 +323,55 @@ def test_cli_all_runs_every_registered_benchmark(tmp_path, monkeypatch):
         return [_record("numpy", "forward", 4, 1e-3)]
 
     monkeypatch.setattr("rnnkit.benchmarks.BENCHMARKS", {"toy": fake, "toy-two": fake})
-    paths = bench.main(["--all", "--results-dir", str(tmp_path)])
+    paths = bench.main(["--all", "--results-dir", str(tmp_path), "--allow-dirty", "--allow-busy"])
     assert sorted(p.name.split("__")[0] for p in paths) == ["toy", "toy-two"]
+
+
+def _fake_machine(monkeypatch, dirty, load_before, load_during):
+    info = bench.machine_info()
+    monkeypatch.setattr(bench, "machine_info", lambda: dict(info, git_dirty=dirty))
+    monkeypatch.setattr(bench, "measure_other_load", lambda seconds=5.0: load_before)
+    monkeypatch.setattr(bench, "_other_cpu_load", lambda before, after: load_during)
+    monkeypatch.setattr("rnnkit.benchmarks.BENCHMARKS",
+                        {"toy": lambda quick: [_record("numpy", "forward", 4, 1e-3)]})
+
+
+def test_recording_refuses_uncommitted_code(tmp_path, monkeypatch):
+    _fake_machine(monkeypatch, dirty=True, load_before=0.0, load_during=0.0)
+    with pytest.raises(SystemExit, match="uncommitted|differs from its commit"):
+        bench.main(["toy", "--results-dir", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_recording_waits_for_a_quiet_machine_then_refuses(tmp_path, monkeypatch):
+    _fake_machine(monkeypatch, dirty=False, load_before=1.5, load_during=0.0)
+    with pytest.raises(SystemExit, match="busy: other processes use 1.5 CPUs"):
+        bench.main(["toy", "--results-dir", str(tmp_path), "--wait", "0"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_disturbed_by_other_load_is_not_saved(tmp_path, monkeypatch, capsys):
+    _fake_machine(monkeypatch, dirty=False, load_before=0.0, load_during=0.9)
+    assert bench.main(["toy", "--results-dir", str(tmp_path)]) == []
+    assert "not saved" in capsys.readouterr().out
+    (path,) = bench.main(["toy", "--results-dir", str(tmp_path), "--allow-busy"])
+    run = json.loads(path.read_text())
+    assert run["machine"]["busy"] is True and run["machine"]["other_cpu_load"] == 0.9
+
+
+def test_a_quiet_clean_run_is_saved_with_cpu_times(tmp_path, monkeypatch):
+    _fake_machine(monkeypatch, dirty=False, load_before=0.05, load_during=0.05)
+    (path,) = bench.main(["toy", "--results-dir", str(tmp_path)])
+    run = json.loads(path.read_text())
+    assert run["machine"]["busy"] is False and run["machine"]["git_dirty"] is False
+
+
+def test_time_fn_records_cpu_time_and_the_minimum():
+    t = bench.time_fn(lambda: sum(range(20000)), warmup=0, repeat=3)
+    assert len(t.cpu_times_s) == 3 and t.min_cpu_s == min(t.cpu_times_s) > 0
+    assert t.min_s == min(t.times_s)
+    rec = bench.make_record("numpy", "f", {"L": 1}, t, device="cpu")
+    assert rec["min_cpu_s"] == t.min_cpu_s and len(rec["cpu_times_s"]) == 3
 
 
 def test_cli_rejects_unknown_or_missing_names(tmp_path):

@@ -16,8 +16,15 @@ def _normalise(specs):
     return out
 
 
-def pyproject_deps():
-    return _normalise(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+DEV_EXTRAS = ("test", "book", "course")   # what `make env` installs beside the runtime
+
+
+def pyproject_deps(extras=DEV_EXTRAS):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in extras:
+        specs += project["optional-dependencies"][extra]
+    return _normalise(specs)
 
 
 def conda_pip_deps():
@@ -31,6 +38,17 @@ def test_same_packages_and_versions():
     py, conda = pyproject_deps(), conda_pip_deps()
     assert py == conda, (f"only in pyproject: {sorted(set(py.items()) - set(conda.items()))}; "
                          f"only in environment.yml: {sorted(set(conda.items()) - set(py.items()))}")
+
+
+def test_runtime_needs_no_book_or_test_tools():
+    runtime = pyproject_deps(extras=())
+    for tool in ("pytest", "jupyter-book", "otter-grader", "nbval", "playwright", "ruff"):
+        assert tool not in runtime, f"{tool} is a runtime dependency; it belongs in an extra"
+
+
+def test_make_env_installs_the_extras():
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-e ".[' + ",".join(DEV_EXTRAS) + ']"' in makefile
 
 
 def test_torch_is_pinned_to_the_cpu_wheel_version():
