@@ -83,13 +83,37 @@ def offending_numbers(text: str) -> list[str]:
     return found
 
 
+# The retrofit of chapters 1-13 is under way (issue 15): their prose still holds this many
+# unglued numbers, counted when the detector was written. The count of a chapter may only go
+# down (lower it here when a chapter is fixed, and delete the line at zero); every chapter not
+# listed, chapters 14 onwards among them, must have none.
+RETROFIT_BUDGET = {
+    "01_elman": 18, "02_lstm": 6, "03_gru": 10, "04_deep_bidirectional": 8, "05_seq2seq": 21,
+    "06_long_memory_cells": 39, "07_reservoirs": 36, "08_rtrl": 5, "09_scans": 15, "10_lru": 18,
+    "11_gated_linear_rnns": 23, "12_hippo": 12, "13_s4": 22,
+}
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_numbers_are_glued(path):
     problems = [f"cell {i}: {hit}" for i, text in _markdown_cells(path)
                 for hit in offending_numbers(text)]
-    assert not problems, (f"{path.name}: {len(problems)} number(s) in the prose are neither glued "
-                          "nor settings nor in a 'the paper reports' table:\n  "
-                          + "\n  ".join(problems))
+    budget = RETROFIT_BUDGET.get(path.stem, 0)
+    assert len(problems) <= budget, (
+        f"{path.name}: {len(problems)} number(s) in the prose are neither glued nor settings nor in "
+        f"a 'the paper reports' table (allowed while the retrofit lasts: {budget}):\n  "
+        + "\n  ".join(problems))
+
+
+def test_retrofit_budget_is_not_stale():
+    """A fixed chapter must lower its budget, so that the ratchet keeps holding it."""
+    stale = {}
+    for path in CHAPTERS:
+        if path.stem in RETROFIT_BUDGET:
+            count = sum(len(offending_numbers(text)) for _, text in _markdown_cells(path))
+            if count < RETROFIT_BUDGET[path.stem]:
+                stale[path.stem] = (RETROFIT_BUDGET[path.stem], count)
+    assert not stale, f"lower RETROFIT_BUDGET to the current counts (budget, now): {stale}"
 
 
 @pytest.mark.parametrize("text, flagged", [
