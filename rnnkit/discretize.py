@@ -19,7 +19,8 @@ The first three are the generalised bilinear transform (GBT) with alpha = 0, 1, 
 
 What u_k stands for differs: u(t_{k-1}) for forward Euler, u(t_k) for backward Euler, the
 average (u(t_{k-1}) + u(t_k)) / 2 (or the midpoint value) for bilinear, and the constant value on
-(t_{k-1}, t_k] for ZOH, which is then exact. Local errors: Euler O(dt), bilinear O(dt^2).
+(t_{k-1}, t_k] for ZOH, which is then exact. Global errors (accumulated over a fixed time span): Euler O(dt), bilinear O(dt^2); the
+local, one-step errors are one order higher, O(dt^2) and O(dt^3).
 
 An eigenvalue lambda of A becomes an eigenvalue z of Ā:
 

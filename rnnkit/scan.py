@@ -6,9 +6,9 @@ Equations, numbered as in chapter 9 (all products elementwise; t = 1..L along ax
     (9.2)  (a, b) . (a', b') = (a' a, a' b + b')           "apply (a, b), then (a', b')": associative,
                                                            so any bracketing gives the same h_t
     (9.3)  h_t = A_t h_0 + sum_{s<=t} (A_t / A_s) b_s,     A_t = a_1 a_2 ... a_t   (unrolled)
-    (9.4)  log h_t = a*_t + logsumexp(log h_0, {log b_s - a*_s}_{s<=t}),   a*_t = sum_{s<=t} log a_s
+    (9.5)  log h_t = a*_t + logsumexp(log h_0, {log b_s - a*_s}_{s<=t}),   a*_t = sum_{s<=t} log a_s
                                                            (9.3) in log space, for a, b, h_0 > 0
-    (9.5)  chunks c = 1..C of length T (reduce, carry, scan):
+    (9.4)  chunks c = 1..C of length T (reduce, carry, scan):
            (A_c, hloc_c) = (a_{cT-T+1} ... a_{cT},  h_{cT} run from a zero state)   one (9.2) per chunk
            H_c = A_c H_{c-1} + hloc_c,  H_0 = h_0       (9.1) over the chunks: state at each chunk end
            h inside chunk c = (9.1) started from H_{c-1}
@@ -22,12 +22,12 @@ Methods of ``linear_scan`` (all give the same h to rounding error):
     "hillis_steele"  log2(L) rounds of (9.2) with offsets 1, 2, 4, ...: O(L log L) work, shallow depth.
     "blelloch"       work-efficient O(L): an up-sweep combines neighbours pairwise (length L, L/2,
                      L/4, ... 1), a down-sweep fills in the positions each level skipped. Any L.
-    "chunked"        (9.5): loops over the T ~ sqrt(L) positions of all chunks at once and over the
+    "chunked"        (9.4): loops over the T ~ sqrt(L) positions of all chunks at once and over the
                      C ~ sqrt(L) chunk ends: 2T + C ~ 3 sqrt(L) vectorised steps instead of L. This is
                      the "reduce-then-scan" shape of GPU scans (one thread block per chunk). The
                      inputs are copied once into a (T, B*C*features) layout so that every step
                      reads one contiguous row: the fastest NumPy method at moderate B*D (chapter 9).
-    "log"            (9.4) with cumulative sums and a log-cumulative-sum-exp (Heinsen 2023); needs
+    "log"            (9.5) with cumulative sums and a log-cumulative-sum-exp (Heinsen 2023); needs
                      a > 0, b > 0 (and h_0 > 0). ``log_space_scan`` takes logs directly.
 
 Complex numbers: a real loss L(z) is differentiated with the convention of torch, dz = dL/d(Re z) +
@@ -42,7 +42,7 @@ References:
     E. Martin and C. Cundy, "Parallelizing linear recurrent neural nets over sequence length",
     ICLR 2018 (the linear recurrence as a scan of (9.2)).
     F. A. Heinsen, "Efficient parallelization of a ubiquitous sequential computation",
-    arXiv:2311.06281, 2023 (the log-space form (9.4)).
+    arXiv:2311.06281, 2023 (the log-space form (9.5)).
 """
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def _scan_chunked(xp, a, b, h0, T):
     at = xp.reshape(xp.moveaxis(xp.reshape(a, (Bsz, C, T) + rest), 2, 0), (T, -1))   # (T, M)
     bt = xp.reshape(xp.moveaxis(xp.reshape(b, (Bsz, C, T) + rest), 2, 0), (T, -1))   # (T, M)
     # 1) reduce: every chunk from a zero state, all chunks at once, keeping only where each ends,
-    #    hloc_c, and the product of its a's, A_c (9.5): T - 1 steps on rows of M elements
+    #    hloc_c, and the product of its a's, A_c (9.4): T - 1 steps on rows of M elements
     h_loc, A = bt[0], at[0]
     for j in range(1, T):
         h_loc = at[j] * h_loc + bt[j]                        # (M,)
@@ -260,7 +260,7 @@ def _logcumsumexp_rounds(xp, x, axis: int):
 
 
 def log_space_scan(log_a, log_b, log_h0=None):
-    """log h_t of the scan (9.1) for positive a, b, h_0, computed in log space (9.4).
+    """log h_t of the scan (9.1) for positive a, b, h_0, computed in log space (9.5).
 
     Never forms the products A_t of (9.3), which underflow after a few hundred small a_t and then
     turn b_s / A_s into inf and h into NaN. Each log h_t is a*_t plus a log-sum-exp of finite terms.
@@ -279,7 +279,7 @@ def log_space_scan(log_a, log_b, log_h0=None):
         if arr is not None and "complex" in str(getattr(arr, "dtype", "")):
             raise ValueError(f"{name}: expected a real floating-point array, got dtype {arr.dtype}")
     xp, log_a, log_b, log_h0 = _check_inputs(log_a, log_b, log_h0, ("log_a", "log_b", "log_h0"))
-    a_star = xp.cumulative_sum(log_a, axis=1)                     # (B, L, ...)  a*_t in (9.4)
+    a_star = xp.cumulative_sum(log_a, axis=1)                     # (B, L, ...)  a*_t in (9.5)
     log_h = a_star + _logcumsumexp(xp, log_b - a_star, axis=1)   # (B, L, ...)
     if log_h0 is not None:
         log_h = xp.logaddexp(log_h, a_star + xp.expand_dims(log_h0, axis=1))
