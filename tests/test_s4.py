@@ -40,13 +40,13 @@ def test_nplr_reconstructs_hippo_legs(N):
 @pytest.mark.parametrize("L", [1, 2, 3, 16, 17, 64, 255, 1024])
 def test_fast_kernel_equals_naive_at_init(L):
     params = s4.init(np.random.default_rng(L), 3, 16)
-    assert_close(f"K (L={L})", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=KERNEL_RTOL)
+    assert_close(f"K (L={L})", s4.kernel_naive(params, L), s4.kernel_cform(params, L), rtol=KERNEL_RTOL)
 
 
 @pytest.mark.parametrize("L", [1, 5, 100, 256])
 def test_fast_kernel_equals_naive_for_random_parameters(L):
     params = random_params(np.random.default_rng(100 + L))
-    assert_close(f"K (L={L})", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=KERNEL_RTOL)
+    assert_close(f"K (L={L})", s4.kernel_naive(params, L), s4.kernel_cform(params, L), rtol=KERNEL_RTOL)
 
 
 def test_fast_kernel_at_large_state_where_diagonalising_hippo_fails():
@@ -65,7 +65,7 @@ def test_fast_kernel_at_large_state_where_diagonalising_hippo_fails():
     assert np.max(np.abs(K_eig - K_ref)) > np.max(np.abs(K_ref))   # error larger than the kernel
     params = s4.init(np.random.default_rng(1), 1, N)
     params["log_dt"][:] = np.log(dt)
-    assert_close("S4 kernel at N=32", s4.kernel_naive(params, L), s4.kernel(params, L),
+    assert_close("S4 kernel at N=32", s4.kernel_naive(params, L), s4.kernel_cform(params, L),
                  rtol=KERNEL_RTOL)
 
 
@@ -123,7 +123,7 @@ def test_s4_without_low_rank_term_is_s4d_bilinear():
     params = random_params(rng)
     params["P"] = np.zeros_like(params["P"])
     diag = {k: params[k] for k in ("log_dt", "log_A_real", "A_imag", "B", "C", "D")}
-    assert_close("K", s4d.kernel(diag, 50, "bilinear"), s4.kernel(params, 50), rtol=1e-12)
+    assert_close("K", s4d.kernel(diag, 50, "bilinear"), s4.kernel_cform(params, 50), rtol=1e-12)
 
 
 def test_runs_on_torch_with_autograd():
@@ -156,7 +156,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="N: expected an even state size"):
         s4.init(rng, 3, 7)
     with pytest.raises(ValueError, match="params: expected keys .* missing 'P'"):
-        s4.kernel({k: v for k, v in params.items() if k != "P"}, 10)
+        s4.kernel_cform({k: v for k, v in params.items() if k != "P"}, 10)
     with pytest.raises(ValueError, match=r"params\['B'\]: expected shape \(H=3, N2=4\)"):
         s4.forward_conv({**params, "B": params["B"][:, :3]}, u)
     with pytest.raises(ValueError, match=r"u: expected shape \(B=2, L=10, H=3\).*got \(2, 10, 2\)"):
@@ -166,7 +166,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="u: expected a floating-point array"):
         s4.forward_conv(params, np.ones((2, 10, 3), dtype=np.int32))
     with pytest.raises(ValueError, match="L: expected a positive integer, got 0"):
-        s4.kernel(params, 0)
+        s4.kernel_cform(params, 0)
     with pytest.raises(ValueError, match=r"x_prev: expected shape \(B=2, H=3, N=8\)"):
         s4.step(s4.discretize(params), u[:, 0], np.zeros((2, 3, 4), dtype=complex))
 
@@ -180,7 +180,7 @@ def test_views_agree_property(B, L, H, N, seed):
     y_rec, x_L = s4.forward(params, u)
     assert y_rec.shape == (B, L, H) and x_L.shape == (B, H, N)
     assert_close("conv == recurrent", y_rec, s4.forward_conv(params, u), rtol=1e-9)
-    assert_close("fast == naive", s4.kernel_naive(params, L), s4.kernel(params, L), rtol=1e-9)
+    assert_close("fast == naive", s4.kernel_naive(params, L), s4.kernel_cform(params, L), rtol=1e-9)
 
 
 def test_benchmark_quick_mode_records_every_form_and_checks_agreement(monkeypatch):
@@ -192,3 +192,129 @@ def test_benchmark_quick_mode_records_every_form_and_checks_agreement(monkeypatc
     monkeypatch.setattr(s4d, "forward_conv", lambda p, u: 1.01 * s4d.forward(p, u)[0])
     with pytest.raises(AssertionError, match="S4D conv and S4D recurrent differ"):
         s4_bench.run(quick=True, backends={"numpy": True}, lengths=(8,))
+
+
+# --------------------------------------------------------------------------- the C~ form
+def dense_from_equations(params):
+    """A = Lambda - P P^* (13.3) with the conjugate half (13.4), bilinear (12.12), per channel,
+    written straight from the equations (independent of rnnkit.s4)."""
+    out = []
+    for h in range(params["log_dt"].shape[0]):
+        lam = -np.exp(params["log_A_real"][h]) + 1j * params["A_imag"][h]
+        full = lambda v: np.concatenate([v, np.conj(v)])  # noqa: E731
+        Lf, Pf, Bf = full(lam), full(params["P"][h]), full(params["B"][h])
+        A = np.diag(Lf) - np.outer(Pf, Pf.conj())
+        dt, eye = np.exp(params["log_dt"][h]), np.eye(len(Lf))
+        inv = np.linalg.inv(eye - dt / 2 * A)
+        out.append((inv @ (eye + dt / 2 * A), inv @ (dt * Bf)))
+    return out
+
+
+def ctilde_from_equations(params, L):
+    """C~ = C (I - A_bar^L) (13.5) with numpy's matrix_power, per channel."""
+    Ct = []
+    for h, (A_bar, _) in enumerate(dense_from_equations(params)):
+        C = np.concatenate([params["C"][h], np.conj(params["C"][h])])
+        Ct.append((C @ (np.eye(len(C)) - np.linalg.matrix_power(A_bar, L)))[: len(C) // 2])
+    return {k: v for k, v in params.items() if k != "C"} | {"Ct": np.array(Ct)}
+
+
+def kernel_from_equations(params, L):
+    """K_l = Re(C A_bar^l B_bar) (13.1), l = 0..L-1, by a loop."""
+    K = np.zeros((params["log_dt"].shape[0], L))
+    for h, (A_bar, B_bar) in enumerate(dense_from_equations(params)):
+        C = np.concatenate([params["C"][h], np.conj(params["C"][h])])
+        v = B_bar
+        for ell in range(L):
+            K[h, ell] = (C @ v).real
+            v = A_bar @ v
+    return K
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 64, 255, 512])
+@pytest.mark.parametrize("make", [lambda rng: s4.init(rng, 3, 16), random_params])
+def test_ctilde_kernel_equals_cform_kernel_and_loop(L, make):
+    """kernel(C~) == the C-form kernel with C~ = C (I - A_bar^L) == K_l = C A_bar^l B_bar."""
+    params = make(np.random.default_rng(200 + L))
+    p_ct = ctilde_from_equations(params, L)
+    K = s4.kernel(p_ct, L)
+    assert_close("kernel(C~) == loop", kernel_from_equations(params, L), K, rtol=KERNEL_RTOL)
+    assert_close("kernel(C~) == C-form kernel", s4.kernel_cform(params, L), K, rtol=KERNEL_RTOL)
+    assert_close("to_ctilde", p_ct["Ct"], s4.to_ctilde(params, L)["Ct"], rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("L", [3, 64, 300])
+def test_recovered_c_gives_the_recurrent_view_of_the_ctilde_convolution(L):
+    """Train C~, recover C = C~ (I - A_bar^L)^{-1}: the recurrence equals the C~ convolution."""
+    rng = np.random.default_rng(300 + L)
+    p_ct = s4.init(rng, 3, 16, ctilde=True)
+    p_ct["log_dt"] = rng.uniform(np.log(1e-2), np.log(0.2), size=3)   # A_bar^L far from I
+    u = rng.standard_normal((2, L, 3))
+    p_c = s4.recover_c(p_ct, L)
+    assert set(p_c) == set(p_ct) - {"Ct"} | {"C"}
+    y_rec, _ = s4.forward(p_c, u)
+    assert_close("recurrent(C) == conv(C~)", y_rec, s4.forward_conv(p_ct, u), rtol=1e-9)
+    assert_close("to_ctilde(recover_c(C~)) == C~", p_ct["Ct"], s4.to_ctilde(p_c, L)["Ct"],
+                 rtol=1e-10, atol=1e-12)
+    # recover_c is not the identity: C and C~ differ unless A_bar^L = 0
+    assert np.max(np.abs(p_c["C"] - p_ct["Ct"])) > 1e-3
+
+
+def test_forward_conv_shorter_input_uses_the_first_taps():
+    rng = np.random.default_rng(9)
+    p_ct = s4.init(rng, 2, 8, ctilde=True)
+    u = rng.standard_normal((1, 20, 2))
+    y = s4.forward_conv(p_ct, u, L=50)
+    K = s4.kernel(p_ct, 50)[:, :20]
+    assert_close("truncated kernel", lmu.fft_conv(K, u) + p_ct["D"] * u, y, rtol=1e-13)
+    y_rec, _ = s4.forward(s4.recover_c(p_ct, 50), u)
+    assert_close("recurrent from C recovered at L=50", y_rec, y, rtol=1e-9)
+    with pytest.raises(ValueError, match="L: expected a kernel length >= the input length 20"):
+        s4.forward_conv(p_ct, u, L=10)
+
+
+def test_ctilde_form_is_refused_where_c_is_needed_and_vice_versa():
+    rng = np.random.default_rng(10)
+    p_ct = s4.init(rng, 2, 8, ctilde=True)
+    u = rng.standard_normal((1, 5, 2))
+    with pytest.raises(ValueError, match=r"expected the C form \(key 'C'\).*recover_c"):
+        s4.forward(p_ct, u)
+    with pytest.raises(ValueError, match=r"expected the C~ form \(key 'Ct'\).*to_ctilde"):
+        s4.kernel(s4.recover_c(p_ct, 5), 5)
+    with pytest.raises(ValueError, match=r"params\['Ct'\]: expected shape \(H=2, N2=4\)"):
+        s4.kernel({**p_ct, "Ct": p_ct["Ct"][:, :3]}, 5)
+    with pytest.raises(ValueError, match="L: expected a positive integer, got 0"):
+        s4.recover_c(p_ct, 0)
+    with pytest.raises(ValueError, match="params: expected a dict"):
+        s4.kernel([1, 2], 5)
+
+
+def test_ctilde_kernel_has_no_dense_matrix_and_trains_on_torch():
+    """The C~ kernel's gradient through torch autograd matches central differences."""
+    rng = np.random.default_rng(11)
+    p_ct = s4.init(rng, 2, 8, ctilde=True)
+    L = 32
+    t = to_backend(p_ct, "torch")
+    for v in t.values():
+        v.requires_grad_(True)
+    w = torch.tensor(rng.standard_normal((2, L)))
+    loss = (s4.kernel(t, L) * w).sum()
+    loss.backward()
+    for key, idx in (("log_dt", (1,)), ("A_imag", (0, 2)), ("log_A_real", (1, 3))):
+        eps = 1e-6
+        p_plus = {k: v.copy() for k, v in p_ct.items()}
+        p_minus = {k: v.copy() for k, v in p_ct.items()}
+        p_plus[key][idx] += eps
+        p_minus[key][idx] -= eps
+        fd = ((s4.kernel(p_plus, L) - s4.kernel(p_minus, L)) * w.numpy()).sum() / (2 * eps)
+        assert_close(f"d/d{key}", fd, t[key].grad[idx].item(), rtol=1e-6, atol=1e-8)
+    # Wirtinger: torch's grad of a real loss w.r.t. complex Ct is dL/dRe + i dL/dIm
+    eps, idx = 1e-6, (0, 1)
+    for part, step in (("re", eps), ("im", 1j * eps)):
+        p_plus, p_minus = dict(p_ct), dict(p_ct)
+        p_plus["Ct"], p_minus["Ct"] = p_ct["Ct"].copy(), p_ct["Ct"].copy()
+        p_plus["Ct"][idx] += step
+        p_minus["Ct"][idx] -= step
+        fd = ((s4.kernel(p_plus, L) - s4.kernel(p_minus, L)) * w.numpy()).sum() / (2 * eps)
+        g = t["Ct"].grad[idx].item()
+        assert_close(f"dCt {part}", fd, g.real if part == "re" else g.imag, rtol=1e-6, atol=1e-8)

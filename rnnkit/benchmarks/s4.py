@@ -4,10 +4,13 @@ Forms timed (all map u (B, L, H) to y (B, L, H) from a zero state, parameters gi
 
     S4D conv        s4d.forward_conv: Vandermonde kernel (13.13), O(H N L), + FFT conv (13.15)
     S4D recurrent   s4d.forward: the diagonal recurrence (13.14), L sequential steps, O(B H N) each
-    S4 conv         s4.forward_conv: Cauchy + Woodbury at the roots of unity (13.5)-(13.9) + FFT
+    S4 conv         s4.forward_conv on C~-form parameters (what S4 trains): one Cauchy + Woodbury
+                    evaluation at the roots of unity (13.5)-(13.9) + FFT, no N x N work
+                    (recordings before the C~ form, 2026-11-26, timed the C-form kernel, which
+                    adds C~ = C (I - A_bar^L) by repeated squaring, O(N^3 log L))
     S4 recurrent    s4.forward: the dense N x N bilinear recurrence, O(B H N^2) per step
     naive kernel    lmu.fft_conv(s4.kernel_naive(...)): the kernel by L products with A_bar
-                    (13.4), the reference the fast kernels are tested against, + FFT conv
+                    (13.1), the reference the fast kernels are tested against, + FFT conv
 
 Implementations ("impl"): numpy (the reference), cupy and torch-cuda (the same source on the GPU,
 moved by ``rnnkit.backend.to_backend``; skipped where there is no GPU). torch-cpu is not in the
@@ -57,9 +60,10 @@ def _move(obj, impl: str):
 
 def _fns(p_s4, p_s4d, u, L: int) -> dict:
     """The timed closures, one per form, on whatever backend the arrays live on."""
+    p_ct = s4.to_ctilde(p_s4, L)           # the same layer in the trained C~ form (not timed)
     fns = {"S4D conv": lambda: s4d.forward_conv(p_s4d, u),
            "S4D recurrent": lambda: s4d.forward(p_s4d, u)[0],
-           "S4 conv": lambda: s4.forward_conv(p_s4, u),
+           "S4 conv": lambda: s4.forward_conv(p_ct, u),
            "S4 recurrent": lambda: s4.forward(p_s4, u)[0],
            "naive kernel": lambda: lmu.fft_conv(s4.kernel_naive(p_s4, L), u) + p_s4["D"] * u}
     if L > S4_RECURRENT_MAX_L:
