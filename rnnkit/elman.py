@@ -7,11 +7,13 @@ Equations, numbered as in chapter 1 (row-vector convention: x_t is (B, D), h_t i
 
 Backpropagation through time, with g_t = dLoss/dh_t from the outputs at step t:
 
-    (1.3)  dh_t  = g_t + dh_{t+1}^{rec}                 total gradient reaching h_t
+    (1.3)  dh_t  = g_t + dh_t^{rec},  dh_L^{rec} = 0 (or dstate)   total gradient reaching h_t
     (1.4)  da_t  = dh_t * (1 - h_t^2)                   through tanh
-    (1.5)  dh_t^{rec} = da_t W_hh^T                     what flows on to h_{t-1}
+    (1.5)  dh_{t-1}^{rec} = da_t W_hh^T                 what h_{t-1} receives through a_t
+
     (1.6)  dW_xh = sum_t x_t^T da_t,  dW_hh = sum_t h_{t-1}^T da_t,  db_h = sum_t 1^T da_t
     (1.7)  dx_t  = da_t W_xh^T
+(dh_t^{rec} is indexed by the step that receives it: the gradient reaching h_t from a_{t+1}.)
 
 Args use the book's letters: B batch, L length, D input size, H hidden size.
 
