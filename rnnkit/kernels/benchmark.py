@@ -1,0 +1,266 @@
+"""The GPU run: ``python -m rnnkit.bench --device gpu`` (or ``make bench-gpu``) on a CUDA machine.
+
+One prepared command for the few minutes a GPU is lent. In order, it
+
+1. runs the GPU tests (``pytest -m gpu``: the kernels against the NumPy reference, the contract
+   suite on CuPy) and records their outcome;
+2. measures the device-to-device copy bandwidth (the attainable roofline for memory-bound kernels);
+3. times the benchmark matrix below, after checking that every implementation agrees with the
+   reference on the same inputs;
+4. writes ``chapters/results/gpu__<device>.json`` with the device, driver, versions, date, commit,
+   the bandwidths and every record.
+
+The matrix (float32; "cupy" is the rnnkit module itself running on CuPy arrays, one launch per
+array operation; "kernel" is rnnkit.kernels; "torch-cuda" is torch's own CUDA implementation):
+
+    linear scan     kernel vs cupy (sequential, blelloch, chunked) over channels C and length L
+    selective scan  kernel vs cupy (form "scan") for B=8, D=1024, N=16 over L
+    elman/lstm/gru  kernel vs cupy vs torch-cuda (cuDNN nn.RNN/LSTM/GRU), forward, B=32, D=H=256
+
+For the memory-bound kernels (the two scans) each record carries the bytes it must move at least
+(every input read once, every output written once), the achieved bandwidth, and its fraction of the
+measured copy bandwidth and of the data sheet's (H100 SXM 3.35 TB/s, H200 4.8 TB/s). For the RNNs it
+carries the ratio to cuDNN. ``plan(quick)`` lists the cases without running anything, so the matrix
+can be read (and tested) on a machine without a GPU.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import bench
+from ..backend import to_backend
+
+__all__ = ["plan", "spec_bandwidth", "scan_bytes", "selective_scan_bytes", "run", "main"]
+
+REPO = Path(__file__).resolve().parents[2]
+# Data-sheet HBM bandwidths, bytes/s, matched against the device name (most specific first).
+SPEC_BANDWIDTH = (("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100 NVL", 3.9e12), ("H100", 3.35e12),
+                  ("A100", 2.0e12))
+
+
+def spec_bandwidth(device_name: str | None) -> float | None:
+    """The data sheet's memory bandwidth (bytes/s) for a device name, None when not listed."""
+    for key, value in SPEC_BANDWIDTH:
+        if device_name and key in device_name:
+            return value
+    return None
+
+
+def scan_bytes(C: int, L: int, itemsize: int = 4) -> int:
+    """Least traffic of the linear scan: read a and b, write h, each (C, L)."""
+    return 3 * C * L * itemsize
+
+
+def selective_scan_bytes(B: int, L: int, D: int, N: int, itemsize: int = 4) -> int:
+    """Least traffic of S6: read u, delta, z (B, L, D) and B, C (B, L, N), write y (B, L, D)."""
+    return (4 * B * L * D + 2 * B * L * N) * itemsize
+
+
+def plan(quick: bool = False) -> list[dict]:
+    """The benchmark cases, {"group", "params"}, in the order they run."""
+    scans = ((1, 1 << 16), (64, 1 << 14), (4096, 4096), (65536, 256)) if not quick else ((64, 4096),)
+    lengths = (256, 1024, 4096) if not quick else (256,)
+    rnn_lengths = (64, 256, 512, 1024) if not quick else (128,)
+    cases = [{"group": "linear scan", "params": {"C": C, "L": L}} for C, L in scans]
+    cases += [{"group": "selective scan", "params": {"B": 8, "L": L, "D": 1024, "N": 16}} for L in lengths]
+    cases += [{"group": cell, "params": {"B": 32, "L": L, "D": 256, "H": 256}}
+              for cell in ("elman", "lstm", "gru") for L in rnn_lengths]
+    return cases
+
+
+def _time(fn, sync, quick):
+    return bench.time_fn(fn, warmup=2, repeat=3 if quick else 10, sync=sync)
+
+
+def _agree(name, ref, got, rtol):
+    import cupy  # noqa: PLC0415
+
+    ref, got = cupy.asnumpy(ref), cupy.asnumpy(got)
+    err = float(np.max(np.abs(ref - got)) / max(np.max(np.abs(ref)), 1e-30))
+    if not err <= rtol:
+        raise AssertionError(f"{name}: relative error {err:.2e} > {rtol:.0e}; not timing a wrong kernel")
+    return err
+
+
+def _bandwidth_fields(nbytes, seconds, copy_bw, spec_bw):
+    achieved = nbytes / seconds
+    return {"bytes": nbytes, "achieved_Bps": achieved, "fraction_of_copy": achieved / copy_bw,
+            "fraction_of_spec": None if spec_bw is None else achieved / spec_bw}
+
+
+def copy_bandwidth(nbytes: int = 1 << 30) -> float:
+    """Device-to-device copy bandwidth, bytes/s (read + write counted), minimum time of 10."""
+    import cupy  # noqa: PLC0415
+
+    src = cupy.ones(nbytes // 4, dtype=cupy.float32)
+    dst = cupy.empty_like(src)
+    t = bench.time_fn(lambda: dst.__setitem__(slice(None), src), warmup=2, repeat=10,
+                      sync=bench.cupy_sync())
+    return 2 * nbytes / t.min_s
+
+
+def _scan_records(case, copy_bw, spec_bw, quick):
+    import cupy  # noqa: PLC0415
+
+    from .. import kernels, scan  # noqa: PLC0415
+
+    C, L = case["params"]["C"], case["params"]["L"]
+    rng = np.random.default_rng(0)
+    a = cupy.asarray(rng.uniform(0.9, 1.0, (C, L)).astype(np.float32))     # (B=C, L) channels
+    b = cupy.asarray(rng.standard_normal((C, L)).astype(np.float32))
+    ref = scan.linear_scan(a, b, method="sequential")
+    sync, out = bench.cupy_sync(), []
+    nbytes = scan_bytes(C, L)
+    err = _agree("kernels.linear_scan", ref, kernels.linear_scan(a, b), 1e-4)
+    t = _time(lambda: kernels.linear_scan(a, b), sync, quick)
+    out.append(bench.make_record("kernel", "linear scan", {**case["params"], "rel_err": err,
+                                 **_bandwidth_fields(nbytes, t.min_s, copy_bw, spec_bw)}, t))
+    for method in ("sequential", "blelloch", "chunked"):
+        if method == "sequential" and L > 4096:
+            continue                                  # L kernel launches per call: minutes
+        t = _time(lambda m=method: scan.linear_scan(a, b, method=m), sync, quick)
+        out.append(bench.make_record("cupy", f"linear scan {method}", {**case["params"],
+                                     **_bandwidth_fields(nbytes, t.min_s, copy_bw, spec_bw)}, t))
+    return out
+
+
+def _selective_records(case, copy_bw, spec_bw, quick):
+    import cupy  # noqa: PLC0415
+
+    from .. import kernels, mamba  # noqa: PLC0415
+
+    Bsz, L, D, N = (case["params"][k] for k in ("B", "L", "D", "N"))
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape, lo=None, hi=None: cupy.asarray(  # noqa: E731
+        (rng.uniform(lo, hi, shape) if lo is not None else rng.standard_normal(shape)).astype(np.float32))
+    u, z = f32(Bsz, L, D), f32(Bsz, L, D)
+    delta = f32(Bsz, L, D, lo=0.001, hi=0.1)
+    A = -f32(D, N, lo=0.5, hi=N)
+    Bm, Cm, Ds = f32(Bsz, L, N), f32(Bsz, L, N), f32(D)
+    ref, _ = mamba.selective_scan(u, delta, A, Bm, Cm, Ds, z, form="scan", return_state=True)
+    err = _agree("kernels.selective_scan", ref, kernels.selective_scan(u, delta, A, Bm, Cm, Ds, z)[0], 1e-3)
+    sync, nbytes = bench.cupy_sync(), selective_scan_bytes(Bsz, L, D, N)
+    t = _time(lambda: kernels.selective_scan(u, delta, A, Bm, Cm, Ds, z), sync, quick)
+    out = [bench.make_record("kernel", "selective scan", {**case["params"], "rel_err": err,
+                             **_bandwidth_fields(nbytes, t.min_s, copy_bw, spec_bw)}, t)]
+    t = _time(lambda: mamba.selective_scan(u, delta, A, Bm, Cm, Ds, z, form="scan"), sync, quick)
+    out.append(bench.make_record("cupy", "selective scan scan", {**case["params"],
+                                 **_bandwidth_fields(nbytes, t.min_s, copy_bw, spec_bw)}, t))
+    return out
+
+
+def _rnn_records(case, quick):
+    import cupy  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from .. import elman, gru, kernels, lstm  # noqa: PLC0415
+
+    cell_name = case["group"]
+    Bsz, L, D, H = (case["params"][k] for k in ("B", "L", "D", "H"))
+    rng = np.random.default_rng(0)
+    cell, fused = {"elman": (elman, kernels.elman_forward), "lstm": (lstm, kernels.lstm_forward),
+                   "gru": (gru, kernels.gru_forward)}[cell_name]
+    init_opts = {"reset_after": True} if cell_name == "gru" else {}
+    params = cell.init(rng, D, H, dtype=np.float32, **init_opts)
+    x = rng.standard_normal((Bsz, L, D)).astype(np.float32)
+    p_gpu, x_gpu = to_backend(params, "cupy"), to_backend(x, "cupy")
+    ref, _ = cell.forward(p_gpu, x_gpu)
+    err = _agree(f"kernels.{cell_name}_forward", ref, fused(p_gpu, x_gpu)[0], 1e-4)
+    module = _torch_module(cell_name, params).to("cuda")
+    xt = torch.from_numpy(x).to("cuda")
+    with torch.no_grad():
+        err_torch = _agree(f"torch {cell_name}", ref, cupy.asarray(module(xt)[0]), 1e-4)
+
+    def torch_fwd():
+        with torch.no_grad():
+            return module(xt)
+
+    sync = bench.cupy_sync()
+    t_kernel = _time(lambda: fused(p_gpu, x_gpu), sync, quick)
+    t_cupy = _time(lambda: cell.forward(p_gpu, x_gpu), sync, quick)
+    t_torch = _time(torch_fwd, bench.torch_cuda_sync(), quick)
+    common = dict(case["params"])
+    return [bench.make_record("kernel", f"{cell_name} forward", {**common, "rel_err": err,
+                              "ratio_to_cudnn": t_kernel.min_s / t_torch.min_s}, t_kernel),
+            bench.make_record("cupy", f"{cell_name} forward", {**common,
+                              "ratio_to_cudnn": t_cupy.min_s / t_torch.min_s}, t_cupy),
+            bench.make_record("torch-cuda", f"{cell_name} forward", {**common, "rel_err": err_torch},
+                              t_torch)]
+
+
+def _torch_module(cell_name: str, params: dict):
+    """A one-layer batch_first torch module holding rnnkit ``params`` (float32)."""
+    import torch  # noqa: PLC0415
+
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    if cell_name == "elman":
+        D, H = params["W_xh"].shape
+        m = torch.nn.RNN(D, H, batch_first=True)
+        w_ih, w_hh, b_ih, b_hh = params["W_xh"].T, params["W_hh"].T, params["b_h"], np.zeros(H, np.float32)
+    elif cell_name == "lstm":
+        D, G = params["W_x"].shape
+        m = torch.nn.LSTM(D, G // 4, batch_first=True)
+        w_ih, w_hh, b_ih, b_hh = params["W_x"].T, params["W_h"].T, params["b"], np.zeros(G, np.float32)
+    else:
+        D, G = params["W_x"].shape
+        H = G // 3
+        m = torch.nn.GRU(D, H, batch_first=True)
+        b_hh = np.concatenate([np.zeros(2 * H, np.float32), params["b_hn"]])
+        w_ih, w_hh, b_ih = params["W_x"].T, params["W_h"].T, params["b"]
+    with torch.no_grad():
+        for name, value in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih),
+                            ("bias_hh_l0", b_hh)):
+            getattr(m, name).copy_(t(value))
+    return m
+
+
+def _gpu_tests() -> dict:
+    """Run ``pytest -m gpu`` on the kernel and contract tests; the outcome for the JSON."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+           "tests/test_kernels.py", "tests/test_contract.py"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    tail = (proc.stdout + proc.stderr).strip().splitlines()
+    return {"command": " ".join(cmd[2:]), "returncode": proc.returncode,
+            "summary": tail[-1] if tail else "", "tail": tail[-30:]}
+
+
+def run(quick: bool = False) -> dict:
+    """Everything of the GPU run, as the dict that is saved (see the module docstring)."""
+    machine = bench.machine_info()
+    spec_bw = spec_bandwidth(machine.get("gpu"))
+    tests = _gpu_tests()
+    copy_bw = copy_bandwidth(1 << 28 if quick else 1 << 30)
+    records = []
+    for case in plan(quick):
+        if case["group"] == "linear scan":
+            records += _scan_records(case, copy_bw, spec_bw, quick)
+        elif case["group"] == "selective scan":
+            records += _selective_records(case, copy_bw, spec_bw, quick)
+        else:
+            records += _rnn_records(case, quick)
+    out = bench.make_run("gpu", records, machine, quick)
+    out.update({"gpu_tests": tests, "copy_bandwidth_Bps": copy_bw, "spec_bandwidth_Bps": spec_bw})
+    return out
+
+
+def main(quick: bool = False, results_dir: str | Path | None = None) -> Path:
+    """Refuse without a GPU; otherwise run everything and write the JSON. Returns its path."""
+    from ..backend import gpu_available  # noqa: PLC0415
+
+    if not gpu_available():
+        raise SystemExit("--device gpu: no usable CUDA device for CuPy here; this command is for the "
+                         "GPU machine (see rnnkit/kernels/benchmark.py). On a CPU, "
+                         "`python -m rnnkit.bench NAME` runs the CPU benchmarks.")
+    out = run(quick)
+    folder = Path(results_dir) if results_dir is not None else bench.default_results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"gpu__{bench.device_tag(out['machine'])}{'__quick' if quick else ''}.json"
+    path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(f"GPU tests: {out['gpu_tests']['summary']}")
+    print(f"copy bandwidth {out['copy_bandwidth_Bps'] / 1e12:.2f} TB/s; saved {path}")
+    return path
