@@ -334,3 +334,13 @@ def test_character_model_views_agree_and_sampling_runs():
                  ex.lm_logits_recurrent(rec, ids), rtol=1e-9)
     out = ex.lm_sample(rec, [1, 2], 5, np.random.default_rng(0))
     assert len(out) == 5 and all(0 <= i < 7 for i in out)
+
+
+def test_kernel_costs_measures_every_form_and_fits_a_slope():
+    from rnnkit.benchmarks import s4 as s4_bench
+    rec = s4_bench.kernel_costs(Ns=(4, 8), Ls=(16, 32), N_at=4, L_at=16, repeat=1, min_s=0.0,
+                                skip=lambda form, N, L: form == "naive kernel" and N == 8)
+    assert {r["form"] for r in rec} == set(s4_bench.KERNEL_FORMS)
+    assert len(rec) == 4 * 4 - 1 and all(r["cpu_s"] > 0 for r in rec)
+    fake = [{"form": "f", "sweep": "N", "N": n, "cpu_s": 3.0 * n ** 2} for n in (2, 4, 8, 16)]
+    assert abs(s4_bench.growth_exponent(fake, "f", "N") - 2.0) < 1e-12

@@ -24,12 +24,16 @@ S4 conv is compared with the naive kernel instead).
 """
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 
 from .. import bench, lmu, s4, s4d
 from ..backend import to_backend, to_numpy
 
-__all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "S4_RECURRENT_MAX_L"]
+__all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "S4_RECURRENT_MAX_L", "KERNEL_FORMS",
+           "kernel_costs", "growth_exponent"]
 
 CONFIG = {"B": 4, "H": 32, "N": 32}
 SWEEP_L = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -113,3 +117,63 @@ def run(quick: bool = False, *, backends: dict | None = None, lengths=None) -> l
                 timing = bench.time_fn(fn, sync=bench.sync_for(impl), **repeat)
                 records.append(bench.make_record(impl, form, config, timing))
     return records
+
+
+# --------------------------------------------------------------------------- kernel cost over N, L
+KERNEL_FORMS = ("S4 kernel (C~ form)", "S4 kernel (C form)", "S4D kernel", "naive kernel")
+
+
+def _kernel_fns(H: int, N: int, L: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    p_c = s4.init(rng, H, N)
+    p_ct = s4.to_ctilde(p_c, L)
+    p_d = s4d.init(rng, H, N, init="inv")
+    return {"S4 kernel (C~ form)": lambda: s4.kernel(p_ct, L),
+            "S4 kernel (C form)": lambda: s4.kernel_cform(p_c, L),
+            "S4D kernel": lambda: s4d.kernel(p_d, L),
+            "naive kernel": lambda: s4.kernel_naive(p_c, L)}
+
+
+def _cpu_time(fn, repeat: int, min_s: float) -> float:
+    """Min over ``repeat`` of the CPU time (``time.process_time``) per call, each repeat running
+    the call often enough to last at least ``min_s`` seconds."""
+    c0 = time.process_time()
+    fn()
+    first = max(time.process_time() - c0, 1e-6)
+    number = max(1, math.ceil(min_s / first))
+    best = math.inf
+    for _ in range(repeat):
+        c0 = time.process_time()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.process_time() - c0) / number)
+    return best
+
+
+def kernel_costs(Ns=(16, 32, 64, 128, 256), Ls=(256, 1024, 4096, 16384), *, N_at: int = 64,
+                 L_at: int = 1024, H: int = 2, repeat: int = 3, min_s: float = 0.01,
+                 skip=None) -> list[dict]:
+    """CPU time of one kernel call (H channels, float64) over N at L = L_at and over L at
+    N = N_at, for every form of ``KERNEL_FORMS``: records {"form", "N", "L", "sweep", "cpu_s"}.
+
+    ``skip(form, N, L) -> bool`` leaves out slow points. CPU time, not wall time: the other
+    processes of a shared machine slow the wall clock more than the CPU time, but both are noisy;
+    read orders of growth, not small ratios.
+    """
+    records = []
+    for sweep, points in (("N", [(N, L_at) for N in Ns]), ("L", [(N_at, L) for L in Ls])):
+        for N, L in points:
+            for form, fn in _kernel_fns(H, N, L).items():
+                if skip is not None and skip(form, N, L):
+                    continue
+                records.append({"form": form, "N": N, "L": L, "sweep": sweep,
+                                "cpu_s": _cpu_time(fn, repeat, min_s)})
+    return records
+
+
+def growth_exponent(records: list[dict], form: str, sweep: str, last: int = 3) -> float:
+    """The log-log slope of CPU time against N (or L) over the ``last`` largest sizes of a sweep:
+    time ~ size^slope there (least squares)."""
+    pts = sorted((r[sweep], r["cpu_s"]) for r in records if r["form"] == form and r["sweep"] == sweep)
+    x, y = np.log([p[0] for p in pts[-last:]]), np.log([p[1] for p in pts[-last:]])
+    return float(np.polyfit(x, y, 1)[0])
