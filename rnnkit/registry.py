@@ -18,7 +18,8 @@ __all__ = ["models", "bind"]
 
 # Infrastructure modules, not models (their names are skipped without importing them twice).
 _NOT_MODELS = {"backend", "bench", "charlm", "checks", "layers", "registry", "results", "seqclass",
-               "show", "testing", "train", "experiments", "benchmarks", "tasks", "kernels"}
+               "show", "testing", "train", "experiments", "benchmarks", "tasks", "kernels",
+               "interop"}
 
 
 def models() -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, elman
+from ..interop import to_torch
 from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L", "forward_breakdown"]
@@ -53,16 +54,8 @@ def _rnnkit_fns(params, x, backend: str):
 
 def _torch_fns(params, x, device: str):
     """forward and forward+backward closures for torch.nn.RNN on ``device``, rnnkit's weights."""
-    import torch  # noqa: PLC0415
 
-    D, H = params["W_xh"].shape
-    rnn = torch.nn.RNN(D, H, batch_first=True).to(device)
-    with torch.no_grad():   # torch stores W^T and two biases: b_ih + b_hh = b_h
-        rnn.weight_ih_l0.copy_(torch.from_numpy(params["W_xh"].T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(params["W_hh"].T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(params["b_h"]))
-        rnn.bias_hh_l0.zero_()
-    return cells.torch_fns(rnn, x, device)
+    return cells.torch_fns(to_torch(elman, params).to(device), x, device)
 
 
 def _torch_grads(net, H: int) -> dict:

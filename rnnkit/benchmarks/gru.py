@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, gru
+from ..interop import to_torch
 from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]
@@ -50,17 +51,7 @@ def _rnnkit_fns(params, x, backend: str):
 
 def _torch_fns(params, x, device: str):
     """forward and forward+backward closures for torch.nn.GRU on ``device``, rnnkit's weights."""
-    import torch  # noqa: PLC0415
-
-    D, H = params["W_x"].shape[0], params["W_h"].shape[0]
-    rnn = torch.nn.GRU(D, H, batch_first=True).to(device)
-    with torch.no_grad():   # torch stores W^T; b_ih + [b_hr, b_hz, 0] = b and b_hh's n block = b_hn
-        rnn.weight_ih_l0.copy_(torch.from_numpy(params["W_x"].T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(params["W_h"].T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(params["b"]))
-        rnn.bias_hh_l0.zero_()
-        rnn.bias_hh_l0[2 * H:] = torch.from_numpy(params["b_hn"])
-    return cells.torch_fns(rnn, x, device)
+    return cells.torch_fns(to_torch(gru, params).to(device), x, device)
 
 
 def _torch_grads(net, H: int) -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, lstm
+from ..interop import to_torch
 from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]
@@ -51,16 +52,8 @@ def _rnnkit_fns(params, x, backend: str):
 
 def _torch_fns(params, x, device: str):
     """forward and forward+backward closures for torch.nn.LSTM on ``device``, rnnkit's weights."""
-    import torch  # noqa: PLC0415
 
-    D, G = params["W_x"].shape
-    net = torch.nn.LSTM(D, G // 4, batch_first=True).to(device)
-    with torch.no_grad():   # torch stores W^T and two biases: b_ih + b_hh = b
-        net.weight_ih_l0.copy_(torch.from_numpy(params["W_x"].T.copy()))
-        net.weight_hh_l0.copy_(torch.from_numpy(params["W_h"].T.copy()))
-        net.bias_ih_l0.copy_(torch.from_numpy(params["b"]))
-        net.bias_hh_l0.zero_()
-    return cells.torch_fns(net, x, device)
+    return cells.torch_fns(to_torch(lstm, params).to(device), x, device)
 
 
 def _torch_grads(net, H: int) -> dict:

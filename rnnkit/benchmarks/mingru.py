@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import bench, gru, mingru
 from ..backend import to_backend, to_numpy
+from ..interop import to_torch
 from ..testing import assert_close
 
 __all__ = ["run", "speedups", "FORMS", "HEADLINE", "SWEEP_L", "CPU_SWEEP_L", "QUICK_L"]
@@ -82,14 +83,8 @@ def _torch_fns(p_gru, p_min, x, device: str) -> dict:
     """Training-step closures with torch autograd on ``device``: form -> fn() -> (grads, dx)."""
     import torch  # noqa: PLC0415
 
-    D, H = p_gru["W_x"].shape[0], p_gru["W_h"].shape[0]
-    net = torch.nn.GRU(D, H, batch_first=True).to(device)
-    with torch.no_grad():   # rnnkit's layout into torch's, as in rnnkit.benchmarks.gru
-        net.weight_ih_l0.copy_(torch.from_numpy(p_gru["W_x"].T.copy()))
-        net.weight_hh_l0.copy_(torch.from_numpy(p_gru["W_h"].T.copy()))
-        net.bias_ih_l0.copy_(torch.from_numpy(p_gru["b"]))
-        net.bias_hh_l0.zero_()
-        net.bias_hh_l0[2 * H:] = torch.from_numpy(p_gru["b_hn"])
+    H = p_gru["W_h"].shape[0]
+    net = to_torch(gru, p_gru).to(device)      # rnnkit's layout into torch's (rnnkit.interop)
     pm = {k: torch.from_numpy(v).to(device).requires_grad_(True) for k, v in p_min.items()}
     xg = torch.from_numpy(x).to(device).requires_grad_(True)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import bench
 from ..backend import to_backend
+from ..interop import to_torch
 
 __all__ = ["plan", "spec_bandwidth", "scan_bytes", "selective_scan_bytes", "run", "main"]
 
@@ -171,7 +172,7 @@ def _rnn_records(case, quick):
     p_gpu, x_gpu = to_backend(params, "cupy"), to_backend(x, "cupy")
     ref, _ = cell.forward(p_gpu, x_gpu)
     err = _agree(f"kernels.{cell_name}_forward", ref, fused(p_gpu, x_gpu)[0], 1e-4)
-    module = _torch_module(cell_name, params).to("cuda")
+    module = to_torch(cell, params).to("cuda")
     xt = torch.from_numpy(x).to("cuda")
     with torch.no_grad():
         err_torch = _agree(f"torch {cell_name}", ref, cupy.asarray(module(xt)[0]), 1e-4)
@@ -191,32 +192,6 @@ def _rnn_records(case, quick):
                               "ratio_to_cudnn": t_cupy.min_s / t_torch.min_s}, t_cupy),
             bench.make_record("torch-cuda", f"{cell_name} forward", {**common, "rel_err": err_torch},
                               t_torch)]
-
-
-def _torch_module(cell_name: str, params: dict):
-    """A one-layer batch_first torch module holding rnnkit ``params`` (float32)."""
-    import torch  # noqa: PLC0415
-
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    if cell_name == "elman":
-        D, H = params["W_xh"].shape
-        m = torch.nn.RNN(D, H, batch_first=True)
-        w_ih, w_hh, b_ih, b_hh = params["W_xh"].T, params["W_hh"].T, params["b_h"], np.zeros(H, np.float32)
-    elif cell_name == "lstm":
-        D, G = params["W_x"].shape
-        m = torch.nn.LSTM(D, G // 4, batch_first=True)
-        w_ih, w_hh, b_ih, b_hh = params["W_x"].T, params["W_h"].T, params["b"], np.zeros(G, np.float32)
-    else:
-        D, G = params["W_x"].shape
-        H = G // 3
-        m = torch.nn.GRU(D, H, batch_first=True)
-        b_hh = np.concatenate([np.zeros(2 * H, np.float32), params["b_hn"]])
-        w_ih, w_hh, b_ih = params["W_x"].T, params["W_h"].T, params["b"]
-    with torch.no_grad():
-        for name, value in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih),
-                            ("bias_hh_l0", b_hh)):
-            getattr(m, name).copy_(t(value))
-    return m
 
 
 def _gpu_tests() -> dict:
