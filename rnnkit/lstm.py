@@ -24,14 +24,16 @@ that gate's block from W_x, W_h and b (G = 3H), so its parameter count is the pa
                   o_t = sigma(z_o + p_o * c_t)
 
 Backpropagation through time, with dh_t the total gradient reaching h_t (from the output at t plus
-dh_t^{rec} from step t+1) and dc_{t+1}^{rec} the gradient flowing back along the cell:
+dh_t^{rec} from step t+1) and dc_t^{rec} the gradient reaching c_t from step t+1 along the cell
+(every rec gradient is indexed by the step that receives it; dh_L^{rec} = dc_L^{rec} = 0 unless
+``dstate`` is given):
 
     (2.9)   dz_o = dh_t * tanh(c_t) * o_t (1 - o_t)
-    (2.10)  dc_t = dc_{t+1}^{rec} + dh_t * o_t * (1 - tanh^2 c_t)        [+ dz_o * p_o]
+    (2.10)  dc_t = dc_t^{rec} + dh_t * o_t * (1 - tanh^2 c_t)        [+ dz_o * p_o]
     (2.11)  dz_i = dc_t * g_t * i_t (1 - i_t),   dz_f = dc_t * c_{t-1} * f_t (1 - f_t),
             dz_g = dc_t * i_t * (1 - g_t^2)
-    (2.12)  dc_t^{rec} = dc_t * f_t                                   [+ dz_i * p_i + dz_f * p_f]
-    (2.13)  dh_t^{rec} = dz_t W_h^T
+    (2.12)  dc_{t-1}^{rec} = dc_t * f_t                               [+ dz_i * p_i + dz_f * p_f]
+    (2.13)  dh_{t-1}^{rec} = dz_t W_h^T
     (2.14)  dW_x = sum_t x_t^T dz_t,  dW_h = sum_t h_{t-1}^T dz_t,  db = sum_t 1^T dz_t,
             dx_t = dz_t W_x^T;   dp_i = sum_t 1^T (dz_i * c_{t-1}), likewise p_f; dp_o with c_t.
 
@@ -293,7 +295,7 @@ def _cell_backward(variant: str, params: dict, dh, dc_rec, act, tanh_c, c_prev):
 
     Args: dh (B, H) total gradient on h_t; dc_rec (B, H) gradient from step t+1 along the cell;
         act (B, G) this step's gate activations; tanh_c (B, H); c_prev (B, H) c_{t-1}.
-    Returns: the pre-activation gradients, a dict gate -> (B, H); dc_{t}^{rec} for step t-1.
+    Returns: the pre-activation gradients, a dict gate -> (B, H); dc_{t-1}^{rec}, what c_{t-1} receives.
     """
     H = dh.shape[-1]
     a = {gate: act[:, k * H:(k + 1) * H] for k, gate in enumerate(GATES[variant])}
