@@ -21,15 +21,17 @@ it is the separate parameter b_hn. Under (3.4b) one bias b suffices. The placeme
 parameters: a dict with ``b_hn`` is a reset_after GRU, one without is Cho's. (Keras offers both
 under the same name, ``reset_after``, and notes that arXiv v1 of Cho et al. had the reset after.)
 
-Backpropagation through time, with dh_t the total gradient on h_t (output at t plus dh_t^{rec}):
+Backpropagation through time, with dh_t the total gradient on h_t (output at t plus dh_t^{rec},
+what h_t receives from step t+1; every rec gradient is indexed by the step that receives it):
 
     (3.6)  dh~ = dh_t * (1 - z_t),   dz = dh_t * (h_{t-1} - h~_t)
     (3.7)  da_n = dh~ * (1 - h~_t^2),  da_z = dz * z_t (1 - z_t)
-    (3.8a) reset_after:  dr = da_n * (h_{t-1} W_hn + b_hn);   the n block of the h-side product
-           receives da_n * r_t, so  dh_t^{rec} = dh_t * z_t + [da_r | da_z | da_n * r_t] W_h^T
-    (3.8b) reset_before: ds = da_n W_hn^T (gradient on s = r_t * h_{t-1});  dr = ds * h_{t-1};
-           dh_t^{rec} = dh_t * z_t + [da_r | da_z] [W_hr | W_hz]^T + ds * r_t
-    (3.9)  da_r = dr * r_t (1 - r_t)
+    (3.8a) reset_after:  dr = da_n * q_t,  q_t = h_{t-1} W_hn + b_hn  (the n block of the h-side
+           product receives da_n * r_t)
+    (3.8b) reset_before: ds = da_n W_hn^T (gradient on s = r_t * h_{t-1});  dr = ds * h_{t-1}
+    (3.9)  da_r = dr * r_t (1 - r_t), and then what h_{t-1} receives:
+           dh_{t-1}^{rec} = dh_t * z_t + [da_r | da_z | da_n * r_t] W_h^T                   (a)
+           dh_{t-1}^{rec} = dh_t * z_t + [da_r | da_z] [W_hr | W_hz]^T + ds * r_t           (b)
     (3.10) dW_x = sum_t x_t^T [da_r | da_z | da_n],  db likewise summed,  dx_t = [...] W_x^T;
            dW_h = sum_t h_{t-1}^T [da_r | da_z | da_n * r_t],  db_hn = sum_t 1^T (da_n * r_t)  (a)
            dW_h = [sum_t h_{t-1}^T [da_r | da_z]  |  sum_t (r_t * h_{t-1})^T da_n]            (b)
@@ -252,13 +254,13 @@ def backward(params: dict, dh_all, cache: GRUCache, dstate=None, *, truncate: in
             dr = da_n * hn_all[:, t, :]                                      # (3.8a)
             da_r = dr * r * (1.0 - r)                                        # (3.9)
             dah_all[:, t, :H], dah_all[:, t, H:2 * H], dah_all[:, t, 2 * H:] = da_r, da_z, da_n * r
-            dh_rec = dh * z + dah_all[:, t, :] @ W_h_T                       # (3.8a)
+            dh_rec = dh * z + dah_all[:, t, :] @ W_h_T                       # (3.9a)
         else:
             ds = da_n @ W_h_T[2 * H:, :]                                     # (3.8b)
-            dr = ds * h_prev
+            dr = ds * h_prev                                                 # (3.8b)
             da_r = dr * r * (1.0 - r)                                        # (3.9)
             dah_all[:, t, :H], dah_all[:, t, H:2 * H] = da_r, da_z
-            dh_rec = dh * z + dah_all[:, t, :2 * H] @ W_h_T[:2 * H, :] + ds * r   # (3.8b)
+            dh_rec = dh * z + dah_all[:, t, :2 * H] @ W_h_T[:2 * H, :] + ds * r   # (3.9b)
         da_all[:, t, :H], da_all[:, t, H:2 * H], da_all[:, t, 2 * H:] = da_r, da_z, da_n
         if truncate is not None and t % truncate == 0 and t > 0:
             dh_rec = xp.zeros_like(dh_rec)                                   # state was detached
