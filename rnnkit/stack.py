@@ -9,8 +9,10 @@ Equations, numbered as in chapter 4, for a cell (Elman, LSTM, GRU...) whose stat
 
 Backward composes the cells' own ``backward``:
 
-    (4.3)  dh_t^(k-1) = dx_t^(k)                    the gradient on layer k's input is the output
-                                                    gradient of layer k-1
+    (4.3)  g_t^(k-1) = dx_t^(k)                     the gradient on layer k's input is the output
+                                                    gradient g_t of layer k-1 (chapter 1's g_t); layer
+                                                    k-1's own BPTT adds its recurrent part, since
+                                                    h_t^(k-1) also feeds h_{t+1}^(k-1)
     (4.4)  dx_t = dx_t^fw + dx_t^bw                 a bidirectional layer splits dy_t = [dhf_t | dhb_t],
                                                     runs cell_bw's backward on the reversed
                                                     sequence, and sums what both send to x_t
