@@ -32,7 +32,7 @@ CONFIGS = {
     "small": {"models": list(MODELS), "seeds": [0], "steps": 40, "batch": 16, "L": 32,
               "lrs": [3e-3], "H_lstm": 32, "n_heads": 2, "n_val": 64},
     "large": {"models": list(MODELS), "seeds": [0, 1], "steps": 500, "batch": 32, "L": 64,
-              "lrs": [2e-3, 5e-3], "H_lstm": 64, "n_heads": 2, "n_val": 256},
+              "lrs": [2e-3, 5e-3, 1e-2], "H_lstm": 64, "n_heads": 2, "n_val": 256},
 }
 
 
