@@ -38,6 +38,16 @@ def chapter_notebooks() -> list[str]:
     return [n for n in bookbuild.book_notebooks(ROOT) if n.startswith("chapters/")]
 
 
+@pytest.mark.parametrize("docname", bookbuild.book_notebooks(ROOT))
+def test_notebook_executes_without_errors(docname):
+    """Each chapter and exercise notebook, executed once for the build (what nbval used to do)."""
+    result = bookbuild.build_once(BOOK)
+    assert docname in result.executed, (f"{docname} was not executed by the build (not in the toc, or "
+                                        "the build stopped before executing notebooks)")
+    error = result.executed[docname]
+    assert error is None, f"{docname} raised while executing:\n{error[-6000:]}"
+
+
 def test_build_succeeds_with_warnings_as_errors(site):
     assert (site / "index.html").is_file()
     assert (site / "intro.html").is_file()

@@ -87,10 +87,88 @@ class BuildResult:
     seconds: float
     output: str
     html: Path
+    # docname -> None (executed, or found in the cache) or the traceback of the failing cell
+    executed: dict = dataclasses.field(default_factory=dict)
 
 
-def build(book: Path = BOOK, *, echo: bool = True) -> BuildResult:
-    """Build the website into ``book/_build/html``; warnings are errors."""
+# ------------------------------------------------------------------ executing the notebooks once
+# The book build executes every notebook it renders, one after the other. Executing them first,
+# `jobs` at a time, into the very cache Jupyter Book reads (book/_build/.jupyter_cache, matched
+# on the notebook's code cells exactly as myst-nb matches it) makes the build only render, and
+# gives the tests one execution of each notebook to check: the test suite executes every
+# notebook once (the exercise pipeline then runs the generated student and graded copies).
+CELL_TIMEOUT = 900   # seconds per cell, as execute.timeout in _config.yml
+
+
+def _execute_one(path: str):
+    """Run one notebook in its own folder; (path, executed notebook, seconds, traceback or None)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=CELL_TIMEOUT,
+                                 allow_errors=False, meta_override=True)
+    return path, result.nb, result.time, result.exc_string if result.err is not None else None
+
+
+def _notebook_env() -> dict:
+    env = dict(os.environ)
+    env["RNNKIT_PROGRESS"] = "text"
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules notice
+    env.pop("MPLBACKEND", None)  # the kernel must use its inline backend, or figures vanish
+    return env
+
+
+def execute_notebooks(book: Path = BOOK, jobs: int | None = None, log=print) -> dict:
+    """Execute every notebook of the toc that the cache lacks, ``jobs`` at a time (default: the
+    CPU count), and store the executed ones where Jupyter Book looks; {docname: traceback or None}.
+
+    Kernels run in the notebook's own folder (execute.run_in_temp is false) and inherit this
+    process's environment, RNNKIT_PROGRESS=text and the single-thread BLAS settings included.
+    The cache is written by the calling thread only, so its database sees one writer.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(str(build_dir(book) / ".jupyter_cache"))
+    results, todo = {}, {}
+    for docname in toc_docnames(book):
+        path = book / f"{docname}.ipynb"
+        if not path.is_file():
+            continue
+        try:
+            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            results[docname] = None
+        except KeyError:
+            todo[str(path)] = docname
+    if not todo:
+        return results
+    log(f"bookbuild: executing {len(todo)} notebook(s), {jobs or os.cpu_count()} at a time")
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_notebook_env())
+    try:
+        # Threads are enough: each one only drives a kernel, and the kernels are processes.
+        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count()) as pool:
+            for path, nb, seconds, error in pool.map(_execute_one, sorted(todo)):
+                docname = todo[path]
+                results[docname] = error
+                if error is None:
+                    cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
+                                                check_validity=False, overwrite=True)
+                log(f"bookbuild: {docname}: {'ok' if error is None else 'FAILED'} in {seconds:.0f} s")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return dict(sorted(results.items()))
+
+
+def build(book: Path = BOOK, *, echo: bool = True, jobs: int | None = None) -> BuildResult:
+    """Execute the notebooks (``jobs`` at a time), then build the website into ``book/_build/html``;
+    warnings are errors."""
     book = Path(book).resolve()
     for vendor in ("mathjax/tex-mml-chtml.js", "requirejs/require.js",
                    "html-manager/embed-amd.js", "html-manager/widgets-offline.js"):
@@ -102,16 +180,14 @@ def build(book: Path = BOOK, *, echo: bool = True) -> BuildResult:
     out = build_dir(book)
     out.mkdir(parents=True, exist_ok=True)
     (out / STATE_FILE).write_text(json.dumps({"fingerprint": fp, "ok": False}))
+    start = time.perf_counter()
+    executed = execute_notebooks(book, jobs, log)
 
-    env = dict(os.environ)
-    env["RNNKIT_PROGRESS"] = "text"
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules notice
-    env.pop("MPLBACKEND", None)  # the kernel must use its inline backend, or figures vanish
+    env = _notebook_env()
     if not echo:
         env["NO_COLOR"] = "1"  # plain text in the captured log
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
            "build", str(book), "--builder", "html", "--warningiserror", "--keep-going"]
-    start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=book.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
@@ -125,7 +201,7 @@ def build(book: Path = BOOK, *, echo: bool = True) -> BuildResult:
     seconds = time.perf_counter() - start
     ok = rc == 0 and (html_dir(book) / "index.html").is_file()
     (out / STATE_FILE).write_text(json.dumps({"fingerprint": fp, "ok": ok, "seconds": seconds}))
-    return BuildResult(ok, rc, seconds, "".join(lines), html_dir(book))
+    return BuildResult(ok, rc, seconds, "".join(lines), html_dir(book), executed)
 
 
 _SESSION_RESULT: BuildResult | None = None
@@ -147,9 +223,10 @@ def build_once(book: Path = BOOK) -> BuildResult:
         if marker is not None and marker.is_file():
             data = json.loads(marker.read_text())
             _SESSION_RESULT = BuildResult(data["ok"], data["returncode"], data["seconds"],
-                                          data["output"], html_dir(book))
+                                          data["output"], html_dir(book), data.get("executed", {}))
         else:
-            _SESSION_RESULT = build(book, echo=False)
+            jobs = int(os.environ["BOOK_JOBS"]) if os.environ.get("BOOK_JOBS") else None
+            _SESSION_RESULT = build(book, echo=False, jobs=jobs)
             if marker is not None:
                 for old in out.glob(".built-by-*.json"):
                     old.unlink()
