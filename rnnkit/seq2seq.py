@@ -1,4 +1,4 @@
-"""The RNN encoder-decoder with optional additive attention: teacher forcing, greedy and beam search.
+"""The RNN encoder-decoder with optional attention (additive or Luong): teacher forcing, greedy and beam search.
 
 Equations, numbered as in chapter 5. A source sentence x_1 ... x_L and a target y_1 ... y_T are
 token ids; y_0 = BOS, and y_T = EOS ends the output. Row vectors; GRU cells of chapter 3.
@@ -8,8 +8,9 @@ token ids; y_0 = BOS, and y_T = EOS ends the output. Row vectors; GRU cells of c
     (5.3)  s_i = GRU_dec([y_{i-1} E_y, c_i], s_{i-1})                 decoder state, (B, H)
     (5.4)  p(y_i | y_<i, x) = softmax([s_i, c_i] W_hy + b_y)          (B, V)
     (5.5)  log p(y | x) = sum_i log p(y_i | y_<i, x);  loss = -mean over target tokens
-    (5.6)-(5.8)  c_i = attention(s_{i-1}, h_1 ... h_L)                with attention (rnnkit.attention)
-    (5.9)  c_i = h_L for every i                                      without: one fixed context
+           c_i = h_L for every i                                      without attention: one fixed context
+    (5.6)-(5.8)  c_i = attention(s_{i-1}, h_1 ... h_L)                additive attention (rnnkit.attention)
+    (5.9), (5.7)-(5.8)                                                Luong's score in place of (5.6)
 
 h_L is the encoder state after the last *real* source token (padding comes after it and is
 ignored); attention gives padding positions weight 0. Without attention this is Cho et al.'s
@@ -61,20 +62,26 @@ class Encoded(NamedTuple):
     mask: object     # (B, L)    True at real source positions
     h_last: object   # (B, H)    h_L, the state after the last real token
     s0: object       # (B, H)    the decoder's initial state (5.2)
-    keys: object     # (B, L, A) h_j U_a, or None without attention
+    keys: object     # (B, L, A) h_j U_a (additive), (B, L, H) h_j W_a^T (Luong), or None without attention
 
 
 def init(rng: np.random.Generator, V_x: int, V_y: int, E: int, H: int, *, attention_size: int | None = None,
-         dtype=np.float64) -> dict:
-    """Random encoder-decoder parameters; with attention when ``attention_size`` (A) is given.
+         attention_score: str = "additive", dtype=np.float64) -> dict:
+    """Random encoder-decoder parameters; with additive attention when ``attention_size`` (A) is
+    given, with Luong's score when ``attention_score="luong"`` (which has no attention size).
 
     Returns:
         dict with emb_x (V_x, E), enc (GRU, D=E), W_s (H, H), b_s (H,), emb_y (V_y, E),
-        dec (GRU, D=E+H), out {W_hy (2H, V_y), b_y (V_y,)}[, attn {W_a, U_a, v}].
+        dec (GRU, D=E+H), out {W_hy (2H, V_y), b_y (V_y,)}[, attn {W_a, U_a, v} or {W_a (H, H)}].
     """
     for name, n in (("V_x", V_x), ("V_y", V_y), ("E", E), ("H", H)):
         check_positive_int(name, n)
     check_positive_int("attention_size", attention_size, allow_none=True)
+    if attention_score not in attention.SCORES:
+        raise ValueError(f"attention_score: expected one of {attention.SCORES}, got {attention_score!r}")
+    if attention_score == "luong" and attention_size is not None:
+        raise ValueError(f"attention_size: Luong's score has no attention size, expected None, got "
+                         f"{attention_size!r}")
     b = 1.0 / np.sqrt(H)
     params = {"emb_x": (0.5 * rng.standard_normal((V_x, E))).astype(dtype),
               "enc": gru.init(rng, E, H, dtype=dtype),
@@ -84,6 +91,8 @@ def init(rng: np.random.Generator, V_x: int, V_y: int, E: int, H: int, *, attent
               "out": linear_init(rng, 2 * H, V_y, dtype=dtype)}
     if attention_size is not None:
         params["attn"] = attention.init(rng, H, H, attention_size, dtype=dtype)
+    elif attention_score == "luong":
+        params["attn"] = attention.init(rng, H, H, score="luong", dtype=dtype)
     return params
 
 
@@ -130,12 +139,12 @@ def encode(params: dict, x_ids, x_mask=None) -> Encoded:
 
 
 def _step(xp, params: dict, enc: Encoded, ya, s_prev):
-    """(5.3)-(5.4) and (5.6)-(5.9) for one step; ya = (y_{i-1} E_y) W_x[:E] + b, (B, 3H)."""
+    """(5.3)-(5.4) and c_i = h_L or (5.6)-(5.9) for one step; ya = (y_{i-1} E_y) W_x[:E] + b, (B, 3H)."""
     E = params["emb_y"].shape[1]
     if enc.keys is not None:
         c, alpha, _ = attention._attend(params["attn"], s_prev, enc.h_all, enc.keys, enc.mask)
     else:
-        c, alpha = enc.h_last, None                                                 # (5.9)
+        c, alpha = enc.h_last, None                                                 # c_i = h_L
     s = gru._cell(xp, params["dec"], ya + c @ params["dec"]["W_x"][E:], s_prev)[0]  # (5.3)
     logits = xp.concat([s, c], axis=-1) @ params["out"]["W_hy"] + params["out"]["b_y"]   # (5.4)
     return logits, s, alpha

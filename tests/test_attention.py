@@ -183,3 +183,128 @@ def test_backward_bad_dc_shape():
         attention.backward(params, np.ones((3, 2)), cache)
     with pytest.raises(ValueError, match="dalpha"):
         attention.backward(params, np.ones((3, 6)), cache, dalpha=np.ones((3, 4)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Luong's multiplicative ("general") score, (5.10): e_ij = s_{i-1} W_a h_j^T.
+
+def make_luong(rng, B=3, L=5, H=4, C=6, pad=True):
+    _, s_prev, h_enc, mask = make(rng, B, L, H, C, 2, pad)
+    return attention.init(rng, H, C, score="luong"), s_prev, h_enc, mask
+
+
+def luong_naive(params, s_prev, h_enc, mask):
+    """Luong, Pham and Manning (2015), eq. 7-8, the 'general' score in column form, one sentence
+    and one position at a time: score(s, h_j) = s^T W h_j with W = W_a (H, C), alpha = softmax
+    over the real positions, c = sum_j alpha_j h_j."""
+    W = params["W_a"]
+    B, L, C = h_enc.shape
+    c, alpha = np.zeros((B, C)), np.zeros((B, L))
+    for b in range(B):
+        real = [j for j in range(L) if mask[b, j]]
+        e = {j: float(s_prev[b] @ W @ h_enc[b, j]) for j in real}
+        top = max(e.values())
+        denom = sum(np.exp(e[j] - top) for j in real)
+        for j in real:
+            alpha[b, j] = np.exp(e[j] - top) / denom
+            c[b] += alpha[b, j] * h_enc[b, j]
+    return c, alpha
+
+
+def test_luong_matches_naive_loop_and_padding_gets_zero():
+    params, s_prev, h_enc, mask = make_luong(np.random.default_rng(20))
+    assert set(params) == {"W_a"} and attention.score_of(params) == "luong" and not mask.all()
+    c, alpha = attention.forward(params, s_prev, h_enc, mask)
+    c_ref, alpha_ref = luong_naive(params, s_prev, h_enc, mask)
+    assert_close("alpha (luong)", alpha_ref, alpha, rtol=RTOL)
+    assert_close("c (luong)", c_ref, c, rtol=RTOL)
+    assert np.all(alpha[~mask] == 0.0)
+
+
+def test_luong_with_identity_is_the_dot_score():
+    rng = np.random.default_rng(21)
+    _, s_prev, h_enc, mask = make(rng, H=5, C=5)
+    _, alpha = attention.forward({"W_a": np.eye(5)}, s_prev, h_enc, mask)
+    e = np.einsum("bh,blh->bl", s_prev, h_enc)                       # s_{i-1} . h_j
+    e = np.where(mask, e, -np.inf)
+    ref = np.exp(e - e.max(1, keepdims=True))
+    assert_close("dot score", ref / ref.sum(1, keepdims=True), alpha, rtol=RTOL)
+
+
+def _objective_any(params, s_prev, h_enc, mask, G, Ga):
+    c, alpha = attention.forward(params, s_prev, h_enc, mask)
+    return float(np.sum(G * c) + np.sum(Ga * alpha))
+
+
+def test_luong_backward_matches_finite_differences_and_autograd():
+    rng = np.random.default_rng(22)
+    params, s_prev, h_enc, mask = make_luong(rng)
+    G, Ga = rng.standard_normal((3, 6)), rng.standard_normal((3, 5))
+    _, _, cache = attention.forward(params, s_prev, h_enc, mask, return_cache=True)
+    grads, ds, dh = attention.backward(params, G, cache, dalpha=Ga)
+    num = numerical_gradient(lambda w: _objective_any({"W_a": w}, s_prev, h_enc, mask, G, Ga), params["W_a"])
+    assert_close("dW_a (luong, fd)", num, grads["W_a"], rtol=RTOL_FD)
+    assert_close("ds_prev (luong, fd)",
+                 numerical_gradient(lambda s: _objective_any(params, s, h_enc, mask, G, Ga), s_prev), ds, rtol=RTOL_FD)
+    assert_close("dh_enc (luong, fd)",
+                 numerical_gradient(lambda h: _objective_any(params, s_prev, h, mask, G, Ga), h_enc), dh, rtol=RTOL_FD)
+    assert np.all(dh[~mask] == 0.0), "padding receives no gradient"
+    tW = torch.tensor(params["W_a"], requires_grad=True)
+    ts, th = torch.tensor(s_prev, requires_grad=True), torch.tensor(h_enc, requires_grad=True)
+    c, alpha = attention.forward({"W_a": tW}, ts, th, torch.tensor(mask))
+    ((torch.tensor(G) * c).sum() + (torch.tensor(Ga) * alpha).sum()).backward()
+    assert_close("dW_a (luong, autograd)", tW.grad, grads["W_a"], rtol=RTOL)
+    assert_close("ds_prev (luong, autograd)", ts.grad, ds, rtol=RTOL)
+    assert_close("dh_enc (luong, autograd)", th.grad, dh, rtol=RTOL)
+
+
+def test_luong_init_and_bad_params():
+    rng = np.random.default_rng(23)
+    assert attention.init(rng, 3, 4, score="luong")["W_a"].shape == (3, 4)
+    with pytest.raises(ValueError, match="A: Luong"):
+        attention.init(rng, 3, 4, 5, score="luong")
+    with pytest.raises(ValueError, match="score"):
+        attention.init(rng, 3, 4, 5, score="dot-product")
+    with pytest.raises(ValueError, match="A"):
+        attention.init(rng, 3, 4)                                     # additive needs A
+    _, s_prev, h_enc, mask = make_luong(rng)
+    with pytest.raises(ValueError, match="W_a"):                      # (H, C) with C wrong
+        attention.forward({"W_a": np.ones((4, 5))}, s_prev, h_enc, mask)
+    with pytest.raises(ValueError, match="expected keys"):
+        attention.forward({"W_b": np.ones((4, 6))}, s_prev, h_enc, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks: booleans or exactly 0/1; no empty source (issue 14's audit).
+
+@pytest.mark.parametrize("value", [2.0, 0.5, -1.0, np.nan])
+@pytest.mark.parametrize("score", ["additive", "luong"])
+def test_mask_values_other_than_0_and_1_are_refused(value, score):
+    rng = np.random.default_rng(24)
+    params, s_prev, h_enc, mask = make(rng, pad=False) if score == "additive" else make_luong(rng, pad=False)
+    bad = mask.astype(float)
+    bad[1, 2] = value
+    with pytest.raises(ValueError, match="mask: expected booleans or the values 0 and 1"):
+        attention.forward(params, s_prev, h_enc, bad)
+    bad_int = mask.astype(np.int64)
+    bad_int[0, 0] = 2
+    with pytest.raises(ValueError, match="mask: expected booleans or the values 0 and 1"):
+        attention.forward(params, s_prev, h_enc, bad_int)
+
+
+def test_mask_of_0_1_numbers_equals_boolean_mask():
+    params, s_prev, h_enc, mask = make(np.random.default_rng(25))
+    ref = attention.forward(params, s_prev, h_enc, mask)
+    for as_numbers in (mask.astype(np.int64), mask.astype(np.float64)):
+        for a, b in zip(ref, attention.forward(params, s_prev, h_enc, as_numbers)):
+            assert_close("0/1 mask vs boolean mask", a, b, rtol=0)
+
+
+@pytest.mark.parametrize("score", ["additive", "luong"])
+def test_empty_source_is_refused(score):
+    rng = np.random.default_rng(26)
+    params, s_prev, h_enc, _ = make(rng) if score == "additive" else make_luong(rng)
+    with pytest.raises(ValueError, match=r"h_enc: expected at least one time step \(L >= 1\)"):
+        attention.forward(params, s_prev, h_enc[:, :0])
+    with pytest.raises(ValueError, match=r"at least one time step"):
+        attention.forward(params, s_prev, h_enc[:, :0], np.ones((3, 0), dtype=bool))

@@ -17,11 +17,12 @@ from rnnkit.testing import assert_close, numerical_gradient
 RTOL = 1e-12       # float64, exact reformulations of the same computation
 RTOL_FD = 1e-6     # central differences (eps = 1e-6) against autograd
 BOS, EOS = 1, 2
-MODES = [None, 3]  # attention_size: without attention (fixed context), with
+MODES = [None, 3, "luong"]  # without attention (fixed context), additive (attention_size 3), Luong
 
 
 def make(rng, B=3, L=6, T=4, V_x=7, V_y=5, E=3, H=4, A=3, pad=True):
-    params = seq2seq.init(rng, V_x, V_y, E, H, attention_size=A)
+    params = (seq2seq.init(rng, V_x, V_y, E, H, attention_score="luong") if A == "luong"
+              else seq2seq.init(rng, V_x, V_y, E, H, attention_size=A))
     lengths = rng.integers(1, L + 1, B) if pad else np.full(B, L)
     lengths[0] = L
     x_mask = (np.arange(L)[None, :] < lengths[:, None]).astype(np.float64)   # (B, L)
@@ -45,7 +46,10 @@ def decoder_loop_naive(params, x_ids, x_mask, y_in):
         for i in range(T):
             if "attn" in params:
                 a = params["attn"]
-                e = np.array([np.tanh(s[0] @ a["W_a"] + h_all[0, j] @ a["U_a"]) @ a["v"] for j in range(n)])
+                if "v" in a:                         # additive: v^T tanh(W_a s + U_a h_j)
+                    e = np.array([np.tanh(s[0] @ a["W_a"] + h_all[0, j] @ a["U_a"]) @ a["v"] for j in range(n)])
+                else:                                # Luong's general score: s^T W_a h_j
+                    e = np.array([s[0] @ a["W_a"] @ h_all[0, j] for j in range(n)])
                 w = np.exp(e - e.max()) / np.exp(e - e.max()).sum()
                 c = (w[:, None] * h_all[0]).sum(axis=0)[None]
             else:
@@ -290,6 +294,12 @@ def test_init_bad_sizes():
         seq2seq.init(np.random.default_rng(0), 5, 5, 3, 0)
     with pytest.raises(ValueError, match="attention_size"):
         seq2seq.init(np.random.default_rng(0), 5, 5, 3, 4, attention_size=0)
+    with pytest.raises(ValueError, match="attention_size: Luong"):
+        seq2seq.init(np.random.default_rng(0), 5, 5, 3, 4, attention_size=3, attention_score="luong")
+    with pytest.raises(ValueError, match="attention_score"):
+        seq2seq.init(np.random.default_rng(0), 5, 5, 3, 4, attention_score="dot")
+    luong = seq2seq.init(np.random.default_rng(0), 5, 5, 3, 4, attention_score="luong")
+    assert set(luong["attn"]) == {"W_a"} and luong["attn"]["W_a"].shape == (4, 4)
 
 
 def test_benchmark_quick_mode_records():
