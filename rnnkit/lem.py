@@ -7,7 +7,10 @@ The continuous-time model (chapter 6; row vectors, y and z are (B, H), the input
             tau = sigmoid(y W_1 + x V_1 + b_1),  tau_bar = sigmoid(y W_2 + x V_2 + b_2)  in (0, 1)
 
 Each unit relaxes towards its target at its own, input-dependent rate: the learned time scales.
-One step of size dt, explicit in y (z uses y_{n-1}) and implicit in z (y uses the new z_n):
+One step of size dt in an implicit-explicit (IMEX) order: the z-update (6.12) is explicit (its
+right-hand side uses only step n-1 values, y_{n-1} and z_{n-1}); the y-update (6.13) is implicit in z
+(it uses the z_n just computed; its own decay term stays explicit, y_{n-1}). The official LEMCell
+orders the two updates the same way:
 
     (6.11)  dt_n     = dt * sigmoid(y_{n-1} W_1 + x_n V_1 + b_1)          multiscale time step of z
             dtbar_n  = dt * sigmoid(y_{n-1} W_2 + x_n V_2 + b_2)          multiscale time step of y

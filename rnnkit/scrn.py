@@ -14,9 +14,18 @@ its closed form is a discounted sum of the projected inputs u_k = (1 - alpha) x_
 ``context_parallel`` evaluates (6.4) for all t at once as a product with the (L, L) lower-triangular
 decay matrix M[t, k] = alpha^(t-k) (k <= t): the same numbers as the loop without a Python loop.
 
-Seen as one recurrent network with state [h_t | s_t], the recurrent matrix is the block matrix
-[[W_hh, 0], [W_sh, alpha I]] (rows: from h, from s): the lower-right block is pinned near the identity,
-which is Mikolov et al.'s "structural constraint".
+Seen as one recurrent network with state [h_t | s_t], substituting (6.1) into (6.2) gives
+[a_t | s_t] = [h_{t-1} | s_{t-1}] M + (input terms), a_t the pre-activation of h_t, with the block
+matrix (``recurrent_matrix``; rows: from h, from s; columns: to a, to s)
+
+    M = [[W_hh,        0     ],
+         [alpha W_sh,  alpha I]]
+
+(W_sh acts on s_t = alpha s_{t-1} + ..., hence its factor alpha). The lower-right block is pinned
+near the identity: Mikolov et al.'s "structural constraint". The per-step Jacobian
+d[h_t | s_t] / d[h_{t-1} | s_{t-1}] = diag(h_t (1 - h_t) | 1) M^T is block-triangular, so N of its
+eigenvalues are exactly alpha; its singular values are not (the block alpha diag(h (1 - h)) W_sh^T
+couples the two parts).
 
 Letters: B batch, L length, D input size, H hidden size, N number of context units.
 
@@ -32,11 +41,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import device_of, xp_of, zeros
+from .backend import device_of, eye, xp_of, zeros
 from .checks import check_floating, check_params, check_positive_int, check_shape
 from .lstm import sigmoid
 
-__all__ = ["init", "step", "forward", "context_parallel", "zero_state", "example", "STATE", "FORMS"]
+__all__ = ["init", "step", "forward", "context_parallel", "recurrent_matrix", "zero_state", "example",
+           "STATE", "FORMS"]
 
 FORMS = ()
 
@@ -166,6 +176,20 @@ def context_parallel(params: dict, x, s0=None, *, alpha: float = 0.95):
         powers = alpha ** (t + 1.0)                               # (L,)  alpha^t for t = 1..L
         s_all = s_all + xp.reshape(powers, (1, L, 1)) * xp.reshape(s0, (dims["B"], 1, dims["N"]))
     return s_all
+
+
+def recurrent_matrix(params: dict, *, alpha: float = 0.95):
+    """The SCRN as one recurrent network: M (H + N, H + N) with [a_t | s_t] = [h_{t-1} | s_{t-1}] M
+    plus input terms, M = [[W_hh, 0], [alpha W_sh, alpha I]] (see the module docstring)."""
+    alpha = _check_alpha(alpha)
+    dims, src = {}, {}
+    _check_params(params, dims, src)
+    xp = xp_of(params["W_hh"])
+    H, N = dims["H"], dims["N"]
+    top = xp.concat([params["W_hh"], _zeros(xp, (H, N), params["W_hh"])], axis=-1)       # from h
+    bottom = xp.concat([alpha * params["W_sh"], alpha * eye(xp, N, like=params["W_sh"])],
+                       axis=-1)                                                           # from s
+    return xp.concat([top, bottom], axis=0)                                               # (H+N, H+N)
 
 
 def zero_state(params: dict, x):

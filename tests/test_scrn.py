@@ -150,3 +150,38 @@ def test_shapes_and_forms_agree_for_any_size(B, L, D, H, N, alpha, seed):
     y_step, _ = scrn.step(params, x[:, -1], (y_all[:, -2, :H], y_all[:, -2, H:]) if L > 1 else state,
                           alpha=alpha)
     assert_close("last step", y_all[:, -1], y_step, rtol=RTOL)
+
+
+@pytest.mark.parametrize("alpha", [0.95, 0.5])
+def test_recurrent_matrix_is_one_step_and_its_jacobian_has_N_eigenvalues_alpha(alpha):
+    """[a_t | s_t] = [h_{t-1} | s_{t-1}] M + input terms, with M = [[W_hh, 0], [alpha W_sh, alpha I]]
+    (the alpha on W_sh comes from substituting (6.1) into (6.2)); the step's Jacobian is
+    diag(h(1-h) | 1) M^T, block-triangular with N eigenvalues exactly alpha."""
+    rng = np.random.default_rng(11)
+    B, D, H, N = 2, 3, 5, 4
+    p = scrn.init(rng, D, H, N)
+    x_t = rng.standard_normal((B, D))
+    h_prev, s_prev = rng.uniform(0.1, 0.9, (B, H)), rng.standard_normal((B, N))
+    M = scrn.recurrent_matrix(p, alpha=alpha)
+    assert M.shape == (H + N, H + N)
+    pre = np.concatenate([h_prev, s_prev], axis=1) @ M              # (B, H + N)
+    u = (1 - alpha) * x_t @ p["W_xs"]
+    a = pre[:, :H] + u @ p["W_sh"] + x_t @ p["W_xh"] + p["b_h"]
+    _, (h, s) = scrn.step(p, x_t, (h_prev, s_prev), alpha=alpha)
+    assert_close("h_t from M", 1 / (1 + np.exp(-a)), h, rtol=1e-13)
+    assert_close("s_t from M", pre[:, H:] + u, s, rtol=1e-13)
+    # Jacobian of one step by autograd, one sentence
+    tp = {k: torch.tensor(v) for k, v in p.items()}
+    tx = torch.tensor(x_t[:1])
+
+    def f(state):
+        return scrn.step(tp, tx, (state[None, :H], state[None, H:]), alpha=alpha)[0][0]
+
+    state0 = torch.tensor(np.concatenate([h_prev[0], s_prev[0]]))
+    J = torch.autograd.functional.jacobian(f, state0).numpy()         # (H + N, H + N)
+    deriv = np.concatenate([h[0] * (1 - h[0]), np.ones(N)])
+    assert_close("J = diag(f') M^T", deriv[:, None] * M.T, J, rtol=1e-12)
+    eig = np.linalg.eigvals(J)
+    assert np.sum(np.abs(eig - alpha) < 1e-12) == N
+    sv = np.linalg.svd(J, compute_uv=False)
+    assert np.sum(np.abs(sv - alpha) < 1e-6) < N                      # singular values are not alpha
