@@ -128,8 +128,11 @@ def wkv4(w, u, k, v, *, state=None, stabilize: bool = True):
     Returns:
         wkv (B, L, D), WKVState.
     """
-    _check_wkv4(w, u, k, v)
+    dims = _check_wkv4(w, u, k, v)
     xp = xp_of(k, v)
+    if state is not None:
+        for name, part in zip(WKVState._fields, state):
+            check_shape(f"state.{name}", part, "B D", dims)
     st = _wkv4_zero(k) if state is None else state
     if not stabilize and state is None:
         st = WKVState(st.a, st.b, xp.zeros_like(st.a))
@@ -203,6 +206,7 @@ def wkv7(r, log_w, k, v, kh, a, *, state=None):
     Args:
         r, k, kh: (B, H, L, dk) receptance, key, normalised removal key.  log_w: (B, H, L, dk).
         v: (B, H, L, dv).  a: (B, H, L, dk) in-context learning rates in (0, 1).
+        state: (B, H, dk, dv) or None (zeros).
     Returns:
         o (B, H, L, dv), state (B, H, dk, dv).
     """
@@ -210,6 +214,8 @@ def wkv7(r, log_w, k, v, kh, a, *, state=None):
                         {"r": "B H L dk", "log_w": "B H L dk", "k": "B H L dk", "v": "B H L dv",
                          "kh": "B H L dk", "a": "B H L dk"})
     xp = xp_of(r, k, v)
+    if state is not None:
+        check_shape("state", state, "B H dk dv", dims)
     S = _zeros(xp, (dims["B"], dims["H"], dims["dk"], dims["dv"]), r) if state is None else state
     outs = []
     for t in range(dims["L"]):

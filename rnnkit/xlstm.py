@@ -113,6 +113,15 @@ def _slstm_check(params, x, spec):
     return dims
 
 
+def _slstm_state(params, x, state, dims):
+    """The zero state, or the given one with every part checked to be (B, H)."""
+    if state is None:
+        return _slstm_zero(params, x)
+    for name, part in zip(SState._fields, state):
+        check_shape(f"state.{name}", part, "B H", dims)
+    return state
+
+
 def _slstm_zero(params, x):
     xp = xp_of(x)
     z = _zeros(xp, (x.shape[0], params["R"].shape[0]), x)
@@ -140,8 +149,8 @@ def _slstm_cell(params, x_t, state, forget, stabilize):
 def slstm_step(params: dict, x_t, state=None, *, forget: str = "sigmoid", stabilize: bool = True):
     """One sLSTM step: x_t (B, D) -> h_t (B, H), SState. ``stabilize=False`` runs (17.12) with
     raw exponentials (it overflows for large i~: chapter 17's demonstration)."""
-    _slstm_check(params, x_t, "B D")
-    state = _slstm_zero(params, x_t) if state is None else state
+    dims = _slstm_check(params, x_t, "B D")
+    state = _slstm_state(params, x_t, state, dims)
     return _slstm_cell(params, x_t, state, forget, stabilize)
 
 
@@ -151,7 +160,7 @@ def slstm_forward(params: dict, x, state=None, *, forget: str = "sigmoid", stabi
     if dims["L"] == 0:
         raise ValueError(f"x: expected at least one time step (L >= 1), got shape {tuple(x.shape)}")
     xp = xp_of(x)
-    state = _slstm_zero(params, x) if state is None else state
+    state = _slstm_state(params, x, state, dims)
     hs = []
     for t in range(x.shape[1]):
         h, state = _slstm_cell(params, x[:, t], state, forget, stabilize)
@@ -243,6 +252,8 @@ def mlstm(q, k, v, i_pre, f_pre, *, form: str = "recurrent", chunk_size: int = 1
                        _zeros(xp, (dims["B"], dims["NH"]), q))
     else:
         check_shape("state.C", state.C, "B NH dk dv", dims)
+        check_shape("state.n", state.n, "B NH dk", dims)
+        check_shape("state.m", state.m, "B NH", dims)
     log_f = _log_forget(xp, f_pre, forget)
     if form == "recurrent":
         return _mlstm_recurrent(q, k, v, i_pre, log_f, state, stabilize)

@@ -214,6 +214,62 @@ def test_bad_inputs():
         dn.gated_delta_rule(q, k, v, g[:, :1], beta)
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_wy_factors_against_the_product_of_transitions(gated):
+    """(17.3)/(17.6) for one chunk: I - K^T W is the product of the chunk's transitions
+    (exp(g_r) times (I - beta_r k_r^T k_r), the decays rescaled to the chunk's end as in (17.6)),
+    and K^T U is the state the chunk writes from S_0 = 0."""
+    rng = np.random.default_rng(10)
+    C, dk, dv = 6, 4, 3
+    k = dn.l2_normalize(rng.standard_normal((C, dk)))
+    v, beta = rng.standard_normal((C, dv)), rng.uniform(0, 2, C)
+    g = -rng.uniform(0, 1, C) if gated else None
+    W, U, G = dn.wy_factors(k, v, beta, g)
+    P, H = np.eye(dk), np.zeros((dk, dv))
+    for r in range(C):
+        a = 1.0 if g is None else np.exp(g[r])
+        T = np.eye(dk) - beta[r] * np.outer(k[r], k[r])
+        P, H = T @ (a * P), T @ (a * H) + beta[r] * np.outer(k[r], v[r])
+    if gated:
+        # (17.6): S_C = exp(G_C) S_0 + (exp(G_C - G) K)^T (U - W S_0)
+        Kend = np.exp(G[-1] - G)[:, None] * k
+        assert_close("P_C", P, np.exp(G[-1]) * np.eye(dk) - Kend.T @ W, rtol=1e-13)
+        assert_close("H_C", H, Kend.T @ U, rtol=1e-13)
+    else:
+        assert G is None
+        assert_close("P_C = I - K^T W", P, np.eye(dk) - k.T @ W, rtol=1e-13)
+        assert_close("H_C = K^T U", H, k.T @ U, rtol=1e-13)
+
+
+def test_deltaproduct_length_one_and_bad_inputs():
+    rng = np.random.default_rng(11)
+    q, k, v, beta, g, S0 = make(rng, L=1, nh=2)
+    ref = product_loop(q, k, v, beta, S0)
+    assert_close("L = 1", ref, dn.deltaproduct(q, k, v, beta, form="chunkwise", chunk_size=4,
+                                              state=S0)[0], rtol=RTOL)
+    q, k, v, beta, g, S0 = make(rng, L=5, nh=2)
+    with pytest.raises(ValueError, match="beta"):
+        dn.deltaproduct(q, k, v, beta[..., :1])
+    with pytest.raises(ValueError, match="v"):
+        dn.deltaproduct(q, k, v[:, :, :, :1], beta)
+    with pytest.raises(ValueError, match="k"):
+        dn.deltaproduct(q, k[:, :, :, 0], v, beta)
+    with pytest.raises(ValueError, match="form"):
+        dn.deltaproduct(q, k, v, beta, form="parallel")
+    with pytest.raises(ValueError, match="L >= 1"):
+        dn.deltaproduct(*(a[:, :, :0] for a in (q, k, v, beta)))
+
+
+def test_backward_bad_inputs():
+    rng = np.random.default_rng(12)
+    q, k, v, beta, g, S0 = make(rng)
+    do = rng.standard_normal(v.shape)
+    with pytest.raises(ValueError, match="do"):
+        dn.delta_rule_backward(q, k, v, beta, do[:, :, :-1])
+    with pytest.raises(ValueError, match="g"):
+        dn.delta_rule_backward(q, k, v, beta, do, g=g[..., :-1])
+
+
 @given(B=st.integers(1, 2), H=st.integers(1, 2), L=st.integers(1, 12), dk=st.integers(1, 4),
        dv=st.integers(1, 3), chunk=st.integers(1, 7), gated=st.booleans())
 def test_property_forms_agree(B, H, L, dk, dv, chunk, gated):

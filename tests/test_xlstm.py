@@ -170,6 +170,28 @@ def test_bad_inputs():
         X.slstm_forward(X.slstm_init(rng, 3, 4), x)
 
 
+def test_slstm_length_one_carried_state_and_bad_states():
+    rng = np.random.default_rng(6)
+    p = X.slstm_init(rng, 3, 4)
+    x = rng.standard_normal((2, 7, 3))
+    h, _ = X.slstm_forward(p, x)
+    assert_close("L = 1 vs paper", paper_slstm(p, x[:, :1], "sigmoid"), X.slstm_forward(p, x[:, :1])[0],
+                 rtol=1e-12)
+    h1, s1 = X.slstm_forward(p, x[:, :3])
+    h2, _ = X.slstm_forward(p, x[:, 3:], s1)
+    assert_close("carried state", h, np.concatenate([h1, h2], axis=1), rtol=1e-13)
+    with pytest.raises(ValueError, match="state.m"):
+        X.slstm_forward(p, x, X.SState(s1.c, s1.n, s1.m[:, :-1], s1.h))
+    with pytest.raises(ValueError, match="state.h"):
+        X.slstm_step(p, x[:, 0], X.SState(s1.c, s1.n, s1.m, s1.h[:1]))
+    q, k, v, i_pre, f_pre = mlstm_inputs(rng)
+    _, ms = X.mlstm(q, k, v, i_pre, f_pre)
+    with pytest.raises(ValueError, match="state.n"):
+        X.mlstm(q, k, v, i_pre, f_pre, state=X.MState(ms.C, ms.n[..., :-1], ms.m))
+    with pytest.raises(ValueError, match="state.m"):
+        X.mlstm(q, k, v, i_pre, f_pre, state=X.MState(ms.C, ms.n, ms.m[:1]))
+
+
 @given(L=st.integers(1, 10), chunk=st.integers(1, 6), NH=st.integers(1, 2), B=st.integers(1, 2))
 def test_property_mlstm_forms(L, chunk, NH, B):
     rng = np.random.default_rng(L * 11 + chunk)
