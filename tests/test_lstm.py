@@ -376,3 +376,21 @@ def test_cupy_runs_the_same_source():
                        variant="peephole")[0]
     assert isinstance(got, cupy.ndarray)
     assert_close("h_all on CuPy", ref, got, rtol=1e-12)
+
+
+def test_charlm_compare_counts_parameters_and_matches_widths():
+    """The Elman-vs-LSTM language-model experiment (chapters 1-2) compares equal parameter counts."""
+    from rnnkit import charlm, elman
+    from rnnkit.experiments import charlm_compare as cc
+    V = 70
+    for kind, cell in (("elman", elman), ("lstm", lstm)):
+        p = charlm.init(np.random.default_rng(0), cell, V, 9)
+        assert cc.param_count(kind, V, 9) == sum(v.size for part in p.values() for v in part.values())
+    for H_e in (64, 128):
+        H_l = cc.matched_lstm_width(V, H_e)
+        gap = abs(cc.param_count("lstm", V, H_l) - cc.param_count("elman", V, H_e))
+        assert all(gap <= abs(cc.param_count("lstm", V, H) - cc.param_count("elman", V, H_e))
+                   for H in range(1, 2 * H_e))
+        assert gap < 0.02 * cc.param_count("elman", V, H_e)
+    with pytest.raises(ValueError, match="size"):
+        cc.run("huge")
