@@ -47,3 +47,27 @@ def test_bad_input():
         pk.passkey(rng, 2, 0)
     with pytest.raises(ValueError, match="depth: expected None or a fraction"):
         pk.passkey(rng, 2, 10, depth=1.5)
+
+
+def test_experiment_tiny_run():
+    """experiments.titans at a tiny size: every model runs, parameter counts within 15% of the
+    LSTM's, accuracies are fractions at every test length, the chunk part reports CPU times."""
+    from rnnkit.experiments import titans as E
+    cfg = dict(E.CONFIGS["small"], steps=2, test_lengths=[6, 12], n_test=16, chunk_sizes=[1, 4],
+               seeds=[0])
+    E.CONFIGS["_test"] = cfg
+    try:
+        out = E.run("_test")
+    finally:
+        del E.CONFIGS["_test"]
+    models = out["figures"]["models"]
+    assert set(models) == set(E.MODELS)
+    target = out["config"]["target_params"]
+    for m, r in models.items():
+        assert abs(r["n_params"] - target) / target < 0.15, (m, r["n_params"], target)
+        assert set(r["runs"][0]["acc"]) == {"6", "12"}
+        assert all(0.0 <= a <= 1.0 for a in r["runs"][0]["acc"].values())
+    assert set(out["figures"]["chunks"]) == {"1", "4"}
+    assert all(t > 0 for c in out["figures"]["chunks"].values() for t in c["step_cpu_s"].values())
+    with pytest.raises(ValueError, match="size: expected one of"):
+        E.run("huge")
