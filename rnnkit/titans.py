@@ -361,7 +361,7 @@ def titans_layer(params, x, *, kind: str = "mal", n_heads: int = 2, window: int 
     MAL  y = SWA([P; LM(x)]) : the memory as a layer below sliding-window attention (eq. 26-28)
     MAG  y = SWA([P; x]) * sigmoid(LM(x) W_g) : the memory gating the attention branch (eq. 24-25)
     MAC  the sequence cut into segments; for segment s, h = M_{s-1}(q) (read only), attention over
-         [P; h; segment], the memory then trained on the attention output y, o = y * M_s(y)
+         [P; h; segment], the memory then trained on the attention output y, o = y * sigmoid(M_s(y))
          (eq. 21-23). P: the persistent tokens (n_persist of them, prepended, always attended).
     """
     if kind not in KINDS:
