@@ -144,6 +144,49 @@ def test_block_step_forward_forms_and_torch():
     assert y32.dtype == np.float32
 
 
+def paper_mlstm_block(p, x):
+    """The small mLSTM block token by token, from Beck et al. 2024 (Figure 10, pre-up-projection,
+    without the causal convolution, as the module documents) and eqs. (19)-(27) unstabilised:
+    LN, up-projection, heads, exponential input gate, sigmoid forget gate, per-head norm, skip,
+    swish output gate, down-projection, residual."""
+    def ln(z, w, b=0.0):
+        return (z - z.mean()) / np.sqrt(z.var() + 1e-5) * w + b
+
+    B, L, D = x.shape
+    NH, E = p["b_i"].shape[0], p["W_up"].shape[1]
+    dh = E // NH
+    out = np.zeros_like(x)
+    for b in range(B):
+        C, n = np.zeros((NH, dh, dh)), np.zeros((NH, dh))                 # column form C (dv, dk)
+        for t in range(L):
+            u = ln(x[b, t], p["ln_w"], p["ln_b"])
+            xm, z = u @ p["W_up"], u @ p["W_z"]
+            q, k, v = xm @ p["W_q"], xm @ p["W_k"] / np.sqrt(dh), xm @ p["W_v"]
+            i_g = np.exp(xm @ p["W_i"] + p["b_i"])
+            f_g = 1 / (1 + np.exp(-(xm @ p["W_f"] + p["b_f"])))
+            h = np.zeros(E)
+            for j in range(NH):
+                sl = slice(j * dh, (j + 1) * dh)
+                C[j] = f_g[j] * C[j] + i_g[j] * np.outer(v[sl], k[sl])
+                n[j] = f_g[j] * n[j] + i_g[j] * k[sl]
+                h_j = C[j] @ q[sl] / max(abs(n[j] @ q[sl]), 1.0)
+                h[sl] = ln(h_j, p["hn_w"][sl])
+            h = h + p["skip"] * xm
+            out[b, t] = x[b, t] + (h * z / (1 + np.exp(-z))) @ p["W_down"]
+    return out
+
+
+def test_block_matches_paper_loop():
+    rng = np.random.default_rng(7)
+    params = X.init(rng, 4, n_heads=2)
+    x = rng.standard_normal((2, 7, 4))
+    ref = paper_mlstm_block(params, x)
+    assert_close("block forward vs the paper, token by token", ref, X.forward(params, x)[0], rtol=1e-11)
+    assert_close("forward_parallel", ref, X.forward_parallel(params, x)[0], rtol=1e-11)
+    assert_close("forward_chunkwise C=3", ref, X.forward_chunkwise(params, x, chunk_size=3)[0], rtol=1e-11)
+    assert_close("L = 1", paper_mlstm_block(params, x[:, :1]), X.forward(params, x[:, :1])[0], rtol=1e-11)
+
+
 def test_bad_inputs():
     rng = np.random.default_rng(5)
     q, k, v, i_pre, f_pre = mlstm_inputs(rng)
