@@ -12,22 +12,22 @@ Equations, numbered as in chapter 16:
     (16.3)  o_t = phi(q_t) S_t / (phi(q_t) z_t),  z_t = z_{t-1} + phi(k_t)^T    the normaliser
     (16.4)  O = tril(Q K^T) V                                            parallel form
     (16.5)  chunk of C tokens from S_0:  O = Q S_0 + tril(Q K^T) V,  S_C = S_0 + K^T V
-    (16.9)  S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t,  g_t <= 0 (dk,)     GLA
-    (16.10) with b_r = sum_{i<=r} g_i (from the chunk start):
+    (16.10) S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t,  g_t <= 0 (dk,)     GLA
+    (16.11) with b_r = sum_{i<=r} g_i (from the chunk start):
             O = (Q * exp(b)) S_0 + [ (q_r * exp(b_r - b_s)) . k_s ]_{s<=r} V
             S_C = exp(b_C) * S_0 + (K * exp(b_C - b))^T V
-    (16.11) the intra-chunk scores with a reference point ref between s and r:
+    (16.12) the intra-chunk scores with a reference point ref between s and r:
             (q_r * exp(b_r - b_ref)) . (k_s * exp(b_ref - b_s)); both exponents are <= 0
-    (16.12) HGRN2: S_t = diag(f_t) S_{t-1} + (1 - f_t)^T v_t, o_t = q_t S_t: GLA with the key
+    (16.13) HGRN2: S_t = diag(f_t) S_{t-1} + (1 - f_t)^T v_t, o_t = q_t S_t: GLA with the key
             tied to the forget gate, k_t = 1 - f_t, g_t = log f_t
 
 The normaliser (16.3) is computed by appending a column of ones to v: the state is then
 [S, z] of shape (dk, dv + 1) and o_t = (phi(q_t) [S_t, z_t])[:dv] / (phi(q_t) [S_t, z_t])[dv].
 
-The chunkwise GLA form (16.10) is the GLA paper's: the naive factorisation
+The chunkwise GLA form (16.11) is the GLA paper's: the naive factorisation
 (Q * exp(b)) (K * exp(-b))^T needs exp(-b_s), which overflows once the log-decays sum below about
 -709 within a chunk (float64; -88 in float32). Here the scores between different sub-chunks use
-the reference point (16.11), the last position before the query's sub-chunk, so every exponent is
+the reference point (16.12), the last position before the query's sub-chunk, so every exponent is
 <= 0, and the scores inside one sub-chunk use the pairwise differences b_r - b_s directly (the
 "secondary chunking" of section 4.3; the paper computes that diagonal part in full precision).
 
@@ -167,7 +167,7 @@ def _gla_recurrent(q, k, v, g, S):
     xp = xp_of(q, k, v)
     outs = []
     for t in range(q.shape[2]):
-        S = xp.exp(g[:, :, t])[..., None] * S + k[:, :, t, :, None] * v[:, :, t, None, :]   # (16.9)
+        S = xp.exp(g[:, :, t])[..., None] * S + k[:, :, t, :, None] * v[:, :, t, None, :]   # (16.10)
         outs.append(xp.einsum("bhk,bhkv->bhv", q[:, :, t], S))
     return xp.stack(outs, axis=2), S
 
@@ -192,7 +192,7 @@ def _gla_parallel(q, k, v, g, S):
 
 
 def _intra(Q, K, b, c):
-    """The (n, n) causal score matrix of one chunk by secondary chunking (16.11), sub-chunks of c."""
+    """The (n, n) causal score matrix of one chunk by secondary chunking (16.12), sub-chunks of c."""
     xp = xp_of(Q, K)
     n, rows = Q.shape[-2], []
     for s in range(0, n, c):
@@ -217,7 +217,7 @@ def _gla_chunkwise(q, k, v, g, S, C, c):
     for s in range(0, q.shape[2], C):
         Q, K, V = q[:, :, s:s + C], k[:, :, s:s + C], v[:, :, s:s + C]
         b = xp.cumsum(g[:, :, s:s + C], axis=2)                         # (B, H, n, dk), <= 0
-        outs.append((Q * xp.exp(b)) @ S + _intra(Q, K, b, c) @ V)       # (16.10)
+        outs.append((Q * xp.exp(b)) @ S + _intra(Q, K, b, c) @ V)       # (16.11)
         bC = b[:, :, -1:]                                               # (B, H, 1, dk)
         S = xp.exp(bC[:, :, 0])[..., None] * S + xp.matrix_transpose(K * xp.exp(bC - b)) @ V
     return xp.concat(outs, axis=2), S
@@ -225,13 +225,13 @@ def _gla_chunkwise(q, k, v, g, S, C, c):
 
 def gla(q, k, v, g, *, form: str = "recurrent", chunk_size: int = 16, sub_chunk: int = 4,
         state=None):
-    """Gated linear attention (16.9): S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = q_t S_t.
+    """Gated linear attention (16.10): S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = q_t S_t.
 
     Args:
         q, k: (B, H, L, dk).  v: (B, H, L, dv).
         g: (B, H, L, dk) log-decays (<= 0 in the model: GLA takes g = log sigmoid(.) / tau).
         form: "recurrent", "parallel" (pairwise differences of the cumulative log-decays,
-            O(L^2 dk) memory) or "chunkwise" (16.10)-(16.11), chunks of ``chunk_size`` split into
+            O(L^2 dk) memory) or "chunkwise" (16.11)-(16.12), chunks of ``chunk_size`` split into
             sub-chunks of ``sub_chunk`` tokens; every exponent it takes is <= 0 when g <= 0.
         state: (B, H, dk, dv) initial state, zeros by default.
     Returns:
@@ -250,7 +250,7 @@ def gla(q, k, v, g, *, form: str = "recurrent", chunk_size: int = 16, sub_chunk:
 
 def hgrn2(q, v, log_f, *, form: str = "recurrent", chunk_size: int = 16, sub_chunk: int = 4,
           state=None):
-    """HGRN2 (16.12): S_t = diag(f_t) S_{t-1} + (1 - f_t)^T v_t, o_t = q_t S_t, f_t = exp(log_f_t).
+    """HGRN2 (16.13): S_t = diag(f_t) S_{t-1} + (1 - f_t)^T v_t, o_t = q_t S_t, f_t = exp(log_f_t).
 
     Args:
         q: (B, H, L, dk) the output gate (HGRN2's o_t).  v: (B, H, L, dv) the input (HGRN2's i_t).

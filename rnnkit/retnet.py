@@ -9,7 +9,7 @@ per head, o_t = q_t S_t (row vectors); positions n = 0 .. L-1. Equations, number
     (16.8)  chunk i of C tokens (positions j = 0 .. c-1 inside it, c <= C):
             O_[i] = (Q_[i] K_[i]^T * D) V_[i] + (Q_[i] R_{i-1}) * xi,   xi_j = gamma^(j+1)
             R_i = gamma^c R_{i-1} + K_[i]^T (V_[i] * zeta),            zeta_j = gamma^(c-1-j)
-    (16.13) the layer (multi-scale retention, MSR): per head h, gamma_h = 1 - 2^(-5-h);
+    (16.9) the layer (multi-scale retention, MSR): per head h, gamma_h = 1 - 2^(-5-h);
             q_n = rot(x_n W_Q, n theta), k_n = rot(x_n W_K, n theta) / sqrt(dk), v_n = x_n W_V
             (rot: the xPos / rotary rotation of consecutive pairs, so q_n . k_m depends on n - m);
             Y = GroupNorm_h(Retention(q, k, v, gamma));  MSR(x) = (swish(x W_G) * Y) W_O
@@ -246,7 +246,7 @@ def _forward(params, x, state, form, chunk_size):
 
 
 def forward(params: dict, x, state: RetNetState | None = None):
-    """The MSR layer (16.13) with the recurrent form: x (B, L, D) -> y (B, L, D), state."""
+    """The MSR layer (16.9) with the recurrent form: x (B, L, D) -> y (B, L, D), state."""
     return _forward(params, x, state, "recurrent", 16)
 
 
