@@ -192,3 +192,11 @@ def test_property_forms_agree(B, H, L, dk, dv, C):
         o, S = rn.retention(q, k, v, gamma, form=form, chunk_size=C, state=S0)
         assert_close(f"o {form}", ref[0], o, rtol=1e-11)
         assert_close(f"S {form}", ref[1], S, rtol=1e-11)
+
+
+def test_benchmark_quick_mode_records_every_form():
+    from rnnkit.benchmarks import retnet as bench_retnet
+    records = bench_retnet.run(lengths=(40,), quick=True)
+    forms = {r["form"] for r in records if r["impl"] == "numpy"}
+    assert forms == set(rn.RETENTION_FORMS)
+    assert all(r["params"]["L"] == 40 and r["min_s"] > 0 for r in records)
