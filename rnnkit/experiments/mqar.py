@@ -5,12 +5,19 @@ comparison is about the operator and its state (Zoology's Figure 2, shrunk to a 
 
     attention   causal softmax attention with rotated q, k (``transformer.softmax_attention``);
                 the state is the KV cache, 2 L D numbers per layer, growing with L
-    linear      linear attention with the elu + 1 feature map (``linear_attention``), state H dk dv
-    retnet      retention with RetNet's decays gamma_h = 1 - 2^(-5-h) and rotated q, k (``retnet``)
+    linear      linear attention (``linear_attention``), state H dk dv
+    retnet      retention with RetNet's decays gamma_h = 1 - 2^(-5-h) (``retnet.retention``)
     gla         GLA with a low-rank data-dependent log-decay g = logsigmoid(u W_1 W_2 + b) / 16
                 (``linear_attention.gla``, chunkwise form)
     deltanet    the delta rule with L2-normalised q, k and beta = sigmoid(u W_beta)
                 (``deltanet.delta_rule``, chunkwise form), for comparison with chapter 17
+
+Every fixed-state operator gets the same positive feature map phi = elu + 1 on q and k
+(Katharopoulos et al.), and no rotation: with the identity map (RetNet's and GLA's own choice, with
+RetNet's rotation) every one of them, plain linear attention included, stayed on the plateau of
+answering with one of the P values of the context (accuracy about 1/P) at this budget, in probes
+and in the first recorded run (commit b1f07ee). DeltaNet L2-normalises phi(q), phi(k) as its paper
+does its features. The short convolution gives every model the position information it needs.
 
 Every block is the same around the operator: u = LayerNorm(h); u <- a short causal depthwise
 convolution of u (kernel 3, as Zoology and BASED give every model, so any of them can look one
@@ -102,20 +109,19 @@ def _mix(torch, kind, blk, u):
     if kind == "attention":
         q, k = retnet.rotate(q, pos) / math.sqrt(dh), retnet.rotate(k, pos)
         return transformer.softmax_attention(q, k, v, form="parallel")[0]
+    phi_q, phi_k = linear_attention.feature(q, "elu1"), linear_attention.feature(k, "elu1")
     if kind == "linear":
-        return linear_attention.linear_attention(q, k / math.sqrt(dh), v, feature_map="elu1",
-                                                 form="parallel")[0]
+        return linear_attention.linear_attention(phi_q, phi_k / math.sqrt(dh), v, form="parallel")[0]
     if kind == "retnet":
-        q, k = retnet.rotate(q, pos), retnet.rotate(k, pos) / math.sqrt(dh)
         gamma = retnet.gammas(torch, q.shape[1], q)
-        return retnet.retention(q, k, v, gamma, form="parallel")[0]
+        return retnet.retention(phi_q, phi_k / math.sqrt(dh), v, gamma, form="parallel")[0]
     if kind == "gla":
         a = torch.einsum("blr,rhe->bhle", u @ blk["W_g1"], blk["W_g2"]) + blk["b_g"][:, None, :]
         g = F.logsigmoid(a) / 16.0
-        return linear_attention.gla(q, k / math.sqrt(dh), v, g, form="chunkwise", chunk_size=16,
-                                    sub_chunk=8)[0]
+        return linear_attention.gla(phi_q, phi_k / math.sqrt(dh), v, g, form="chunkwise",
+                                    chunk_size=16, sub_chunk=8)[0]
     beta = torch.sigmoid(u @ blk["W_beta"]).permute(0, 2, 1)           # (B, H, L)
-    q, k = deltanet.l2_normalize(F.silu(q)), deltanet.l2_normalize(F.silu(k))
+    q, k = deltanet.l2_normalize(phi_q), deltanet.l2_normalize(phi_k)
     return deltanet.delta_rule(q, k, v, beta, form="chunkwise", chunk_size=16)[0]
 
 
