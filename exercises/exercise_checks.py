@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - rnnkit is installed wherever the noteb
         return abs_err, abs_err / max(scale, np.finfo(np.float64).tiny)
 
 __all__ = ["call_student", "forbidden", "ReferenceForbidden", "expect_implemented", "check_array", "check_scalar", "check_true",
-           "check_unchanged", "preview"]
+           "check_unchanged", "check_loop_free", "python_lines", "preview"]
 
 
 def preview(a: Any, n: int = 4) -> str:
@@ -298,3 +298,47 @@ def check_unchanged(name: str, before: Any, after: Any, hint: str | None = None)
                f"  expected: {preview(before)}",
                f"  got:      {preview(after)}"],
               hint or "work on a copy (x.copy()) or build new arrays instead of writing into inputs.")
+
+
+_LIBRARY_PATHS = ("site-packages", "dist-packages", "/rnnkit/", "exercise_checks", "<frozen ")
+
+
+def python_lines(name: str, func: Callable, *args, forbid=(), **kwargs) -> int:
+    """How many lines of Python outside the libraries (NumPy, rnnkit, ...) ``func(*args)`` runs.
+
+    A line inside a loop counts once per iteration, so the count of a loop over ``t`` grows with
+    the length while that of a vectorised answer does not. The call goes through
+    ``call_student`` (with ``forbid``), so errors become feedback.
+    """
+    import sys
+    count = [0]
+
+    def tracer(frame, event, arg):
+        if any(p in frame.f_code.co_filename for p in _LIBRARY_PATHS):
+            return None                       # no line events inside library code
+        if event == "line":
+            count[0] += 1
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        call_student(name, func, *args, forbid=forbid, **kwargs)
+    finally:
+        sys.settrace(previous)
+    return count[0]
+
+
+def check_loop_free(name: str, func: Callable, small_args: tuple, large_args: tuple, *,
+                    forbid=(), slack: int = 5, hint: str | None = None) -> None:
+    """Check that ``func`` has no Python loop over the length: the number of Python lines it runs
+    (``python_lines``) is the same for ``small_args`` and for the much longer ``large_args``."""
+    small = python_lines(name, func, *small_args, forbid=forbid)
+    large = python_lines(name, func, *large_args, forbid=forbid)
+    if large > small + slack:
+        _fail([f"{name}: runs a Python loop over the sequence.",
+               "  expected: the same number of Python lines for a short and a long input "
+               "(array operations only)",
+               f"  got:      {small} lines for the short input, {large} for the long one"],
+              hint or "the exercise asks for the closed form / parallel form: replace the loop "
+                      "(or comprehension) over t by array operations (np.arange, cumsum, ...).")

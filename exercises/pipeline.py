@@ -354,6 +354,180 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Cheats: what a lazy student would hand in (tests/test_exercises.py grades them to zero)
+# --------------------------------------------------------------------------------------------
+
+def question_checks(master: Path) -> dict[str, dict]:
+    """For every automatically graded question, what its check cells call and switch off.
+
+    Returns ``{question: {"functions", "forbid", "checks", "defined"}}``: ``functions`` maps
+    the variable each check passes to ``call_student`` to the name it reports; ``forbid`` is,
+    per variable, the union of the ``forbid=`` lists of those calls; ``checks`` lists each check
+    cell as ``{"name", "hidden", "calls": [(variable, forbid tuple)]}``; ``defined`` names the
+    functions the question's solution cells define.
+    """
+    nb = nbformat.read(master, as_version=4)
+    out: dict[str, dict] = {}
+    question, blocks = None, []
+    for cell in nb.cells:
+        marker = _raw_marker(cell)
+        if marker == "BEGIN QUESTION":
+            config = _yaml_body(cell)
+            question = None if config.get("manual") else str(config["name"])
+            if question:
+                out[question] = {"functions": {}, "forbid": {}, "checks": [], "defined": []}
+            continue
+        if marker == "END QUESTION":
+            question = None
+        if marker in ("BEGIN SOLUTION", "BEGIN TESTS"):
+            blocks.append(marker.split()[1])
+        elif marker in ("END SOLUTION", "END TESTS"):
+            blocks.pop()
+        if question is None or cell["cell_type"] != "code" or not blocks:
+            continue
+        tree = ast.parse(_source(cell))
+        if blocks[-1] == "SOLUTION":
+            out[question]["defined"] += [n.name for n in tree.body
+                                         if isinstance(n, ast.FunctionDef)]
+            continue
+        hidden = bool(re.search(r"^hidden:\s*true", _source(cell), re.M))
+        lists = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name)}   # forbid = [...] then forbid=forbid
+        calls = []
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "call_student" and len(node.args) >= 2):
+                continue
+            label = node.args[0].value if isinstance(node.args[0], ast.Constant) else "?"
+            var = node.args[1].id if isinstance(node.args[1], ast.Name) else "?"
+            forbid: tuple = ()
+            for kw in node.keywords:
+                if kw.arg == "forbid":
+                    value = lists.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) \
+                        else kw.value
+                    try:
+                        forbid = tuple(ast.literal_eval(value))
+                    except ValueError:
+                        forbid = ("<not a literal list of dotted names>",)
+            calls.append((var, forbid))
+            out[question]["functions"][var] = label
+            known = out[question]["forbid"].setdefault(var, [])
+            known += [t for t in forbid if t not in known]
+        name = next((n.name for n in tree.body if isinstance(n, ast.FunctionDef)), "?")
+        out[question]["checks"].append({"name": name, "hidden": hidden, "calls": calls})
+    return out
+
+
+CHEAT_HARNESS = r'''
+# The cheat harness, inserted by exercises/pipeline.py (cheat_notebook): no student's work.
+def _cheat_key(obj):
+    import numpy as _np
+    if isinstance(obj, _np.ndarray):
+        return ("array", str(obj.dtype), obj.shape, obj.tobytes())
+    if isinstance(obj, (bool, int, float, complex, _np.generic)):
+        return ("number", complex(obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple(sorted((repr(k), _cheat_key(v)) for k, v in obj.items())))
+    if isinstance(obj, (list, tuple)):
+        return ("seq", tuple(_cheat_key(v) for v in obj))
+    if callable(obj):
+        return ("callable", id(obj))
+    return ("other", repr(obj))
+
+
+def _cheat(func, targets):
+    """A lazy answer made from the solution ``func``.
+
+    With ``targets`` (the rnnkit functions the question's checks switch off) it is a one-line
+    call into rnnkit: right whenever those functions work, and raising their "switched off"
+    error while a check has switched one off. Without targets (an experiment whose checks
+    forbid nothing) it is a table of copied numbers: right for every call the notebook itself
+    makes (the numbers on the book page), None for a call a check makes with other arguments.
+    """
+    import copy as _copy, functools, importlib, sys
+    resolved = []
+    for target in targets:
+        module, _, attr = target.rpartition(".")
+        resolved.append(getattr(importlib.import_module(module), attr))
+    copied = {}
+
+    def inside_a_check():
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_name == "call_student":
+                return True
+            frame = frame.f_back
+        return False
+
+    @functools.wraps(func)
+    def cheat(*args, **kwargs):
+        if resolved:
+            for f in resolved:
+                if f.__code__.co_name == "_refuse":
+                    f(*args, **kwargs)
+            return func(*args, **kwargs)
+        key = _cheat_key((args, kwargs))
+        if not inside_a_check():
+            out = func(*args, **kwargs)
+            copied[key] = _copy.deepcopy(out)
+            return out
+        return _copy.deepcopy(copied.get(key))
+
+    return cheat
+'''
+
+
+def cheat_notebook(master: Path, solution_nb, targets: dict[str, dict[str, list[str]]] | None = None):
+    """The laziest submission for every automatically graded question of ``master``.
+
+    ``solution_nb`` is the autograder's solution notebook (autograder/NN_name.ipynb). Right
+    after the cell that defines a function that a check passes to ``call_student``, the
+    function becomes ``_cheat(function, forbid list)``: a call into the rnnkit functions the
+    question's checks forbid or, where they forbid nothing, a table of copied numbers. Every
+    number the notebook computes stays what the solution computed: what a student who copies
+    the book page's numbers hands in. ``targets`` (``{question: {variable: [dotted names]}}``)
+    replaces the forbid lists read from the master, to grade older masters with today's lists.
+    """
+    import copy  # noqa: PLC0415
+    nb = copy.deepcopy(solution_nb)
+    wrap: dict[str, list[str]] = {}
+    for question, info in question_checks(master).items():
+        forbid = (targets or {}).get(question, info["forbid"])
+        for var in info["functions"]:
+            if var in info["defined"]:
+                dotted = {t for t in forbid.get(var, []) if re.fullmatch(r"[\w.]+", t)}
+                wrap[var] = sorted(set(wrap.get(var, [])) | dotted)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        cells.append(cell)
+        if i == 0:
+            cells.append(nbformat.v4.new_code_cell(CHEAT_HARNESS))
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse(_source(cell))
+        except SyntaxError:
+            continue
+        defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wrap]
+        if defined:
+            cells.append(nbformat.v4.new_code_cell("\n".join(
+                f"{name} = _cheat({name}, {wrap[name]!r})" for name in defined)))
+    nb.cells = cells
+    return nb
+
+
+def points(master: Path) -> dict:
+    """A master's questions and points: automatically graded and hand-graded (the syllabus
+    table of book/teaching/02_syllabus.md is checked against these by tests/test_exercises.py)."""
+    questions = read_questions(master)
+    auto = [q for q in questions if not q["manual"]]
+    manual = [q for q in questions if q["manual"]]
+    return {"auto_questions": len(auto), "auto_points": sum(float(q["points"] or 0) for q in auto),
+            "manual_questions": len(manual),
+            "manual_points": sum(float(q["points"] or 0) for q in manual)}
+
+
+# --------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -369,6 +543,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--csv", type=Path, default=None, help="default: SUBMISSIONS/grades.csv")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per submission")
+    p = sub.add_parser("points", help="print every master's questions and points (the syllabus table)")
+    p = sub.add_parser("cheat", help="write the laziest cheat of every master (see cheat_notebook)")
+    p.add_argument("out", type=Path, help="folder for NN_name_exercises-cheat.ipynb")
+    p.add_argument("--autograder", type=Path, default=HERE / "autograder")
     p = sub.add_parser("grade-one", help=argparse.SUPPRESS)
     p.add_argument("submission", type=Path)
     p.add_argument("ag_zip", type=Path)
@@ -379,6 +557,22 @@ def main(argv: list[str] | None = None) -> None:
                      run_tests=not args.no_run_tests)
     elif args.cmd == "grade":
         grade(args.submissions, args.autograder, args.csv, args.jobs, args.timeout)
+    elif args.cmd == "points":
+        print("| master | automatic: questions (points) | by hand: questions (points) | total |")
+        for master in masters():
+            n = points(master)
+            print(f"| {master.stem} | {n['auto_questions']} ({_num(n['auto_points'])}) | "
+                  f"{n['manual_questions']} ({_num(n['manual_points'])}) | "
+                  f"{_num(n['auto_points'] + n['manual_points'])} |")
+    elif args.cmd == "cheat":
+        args.out.mkdir(parents=True, exist_ok=True)
+        for master in masters():
+            solution = args.autograder / f"{master.stem}.ipynb"
+            if not solution.is_file():
+                raise SystemExit(f"no {solution}: run `make student` first")
+            nbformat.write(cheat_notebook(master, nbformat.read(solution, as_version=4)),
+                           args.out / f"{master.stem}-cheat.ipynb")
+        print(f"cheats in {args.out}; `make grade SUBMISSIONS={args.out}` should give them 0 points")
     elif args.cmd == "grade-one":
         result = grade_one(args.submission.resolve(), args.ag_zip.resolve())
         sys.stdout.write("\n@@RESULTS@@" + json.dumps(result))
