@@ -206,9 +206,7 @@ def test_untouched_student_notebook_runs_and_fails_every_question(graded, master
 
 # Masters whose cheat still scores, with the reason; an entry is removed once its master is fixed.
 # 13 belongs to the S4 session this round (see issue 17); its lists are reported there.
-CHEATS_STILL_SCORE = {
-    "13_s4_exercises": "implementation checks without forbid= lists (owned by the S4 session)",
-}
+CHEATS_STILL_SCORE: dict = {}
 
 
 def _implementation(question: dict) -> bool:
