@@ -11,6 +11,9 @@ comparison is about the operator and its state (Zoology's Figure 2, shrunk to a 
                 (``linear_attention.gla``, chunkwise form)
     deltanet    the delta rule with L2-normalised q, k and beta = sigmoid(u W_beta)
                 (``deltanet.delta_rule``, chunkwise form), for comparison with chapter 17
+    mamba       chapter 14's Mamba block (``mamba.init(D, N=16, expand=1)``) in place of the whole
+                block below (it has its own projections, convolution and gate); its state E N per
+                layer equals the others' D^2 / H, its parameter count is within a few percent
 
 Every fixed-state operator gets the same positive feature map phi = elu + 1 on q and k
 (Katharopoulos et al.), and no rotation: with the identity map (RetNet's and GLA's own choice, with
@@ -40,12 +43,13 @@ import time
 
 import numpy as np
 
-from .. import deltanet, linear_attention, retnet, transformer
+from .. import deltanet, linear_attention, mamba, retnet, transformer
 from ..tasks import mqar as task_mqar
 
 __all__ = ["run", "CONFIGS", "KINDS", "build", "train", "n_params", "state_size"]
 
-KINDS = ("attention", "linear", "retnet", "gla", "deltanet")
+KINDS = ("attention", "linear", "retnet", "gla", "deltanet", "mamba")
+MAMBA_N = 16
 GATE_RANK = 4
 
 CONFIGS = {
@@ -68,6 +72,9 @@ def build(kind: str, rng, V: int, D: int, n_heads: int, n_layers: int) -> dict:
     dh = D // n_heads
     blocks = []
     for _ in range(n_layers):
+        if kind == "mamba":
+            blocks.append(mamba.init(rng, D, N=MAMBA_N, expand=1))
+            continue
         b = {"conv": np.concatenate([np.zeros((2, D)), np.ones((1, D))]) + 0.1 * rng.standard_normal((3, D)),
              "W_Q": _lin(rng, D, n_heads, dh), "W_K": _lin(rng, D, n_heads, dh),
              "W_V": _lin(rng, D, n_heads, dh), "W_G": _lin(rng, D, n_heads, dh),
@@ -92,7 +99,9 @@ def n_params(tree) -> int:
 
 def state_size(kind: str, D: int, n_heads: int, n_layers: int, L: int) -> int:
     """Numbers in the recurrent state after L tokens, over all layers (the conv windows left out):
-    the KV cache 2 L D for attention, H dk dv = D^2 / H otherwise."""
+    the KV cache 2 L D for attention, H dk dv = D^2 / H otherwise (Mamba: E N with E = D)."""
+    if kind == "mamba":
+        return n_layers * D * MAMBA_N
     return n_layers * (2 * L * D if kind == "attention" else D * D // n_heads)
 
 
@@ -131,6 +140,9 @@ def _apply(torch, kind, model, x_ids):
     D = h.shape[-1]
     for blk in model["blocks"]:
         u = F.layer_norm(h, (D,))
+        if kind == "mamba":
+            h = h + mamba.forward_scan(blk, u)[0]
+            continue
         up = F.pad(u, (0, 0, 2, 0))                                     # causal conv, kernel 3
         u = blk["conv"][0] * up[:, :-2] + blk["conv"][1] * up[:, 1:-1] + blk["conv"][2] * up[:, 2:]
         o = _mix(torch, kind, blk, u)
