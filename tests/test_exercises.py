@@ -269,7 +269,7 @@ SYLLABUS = ROOT / "book" / "teaching" / "02_syllabus.md"
 
 def test_syllabus_points_match_the_masters():
     """The syllabus's points table gives every set's questions and points as its master does,
-    and every exercise set the week plan links to has a row."""
+    every exercise set the week plan links to has a row, and so does every master."""
     text = SYLLABUS.read_text()
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
         r"^\| \[Chapter \d+\]\(\.\./exercises/(\w+)\.ipynb\) \| (\d+) \((\d+)\) \| (\d+) \((\d+)\) \| "
@@ -278,6 +278,7 @@ def test_syllabus_points_match_the_masters():
     linked = set(re.findall(r"\(\.\./exercises/(\w+)\.ipynb\)", week_plan))
     assert linked and linked <= set(rows), f"sets linked in the week plan without a points row: {linked - set(rows)}"
     by_stem = {m.stem: m for m in MASTERS}
+    assert set(by_stem) <= set(rows), f"masters without a row in the syllabus's points table: {set(by_stem) - set(rows)}"
     for stem, (n_auto, p_auto, n_manual, p_manual, total, due) in rows.items():
         assert stem in by_stem, f"{stem}: in the syllabus, but there is no such master"
         n = pipeline.points(by_stem[stem])
