@@ -125,9 +125,10 @@ def execute_notebooks(book: Path = BOOK, jobs: int | None = None, log=print) -> 
 
     Kernels run in the notebook's own folder (execute.run_in_temp is false) and inherit this
     process's environment, RNNKIT_PROGRESS=text and the single-thread BLAS settings included.
-    The cache is written by the calling thread only, so its database sees one writer.
+    The cache is written by the calling process only, so its database sees one writer.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     import nbformat
     from jupyter_cache import get_cache
@@ -151,8 +152,10 @@ def execute_notebooks(book: Path = BOOK, jobs: int | None = None, log=print) -> 
     os.environ.clear()
     os.environ.update(_notebook_env())
     try:
-        # Threads are enough: each one only drives a kernel, and the kernels are processes.
-        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count()) as pool:
+        # One process per notebook client, started with spawn: nbclient driven from threads of a
+        # pytest-xdist worker deadlocked, and fork would copy that worker's threads and sockets.
+        with ProcessPoolExecutor(max_workers=jobs or os.cpu_count(),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             for path, nb, seconds, error in pool.map(_execute_one, sorted(todo)):
                 docname = todo[path]
                 results[docname] = error
