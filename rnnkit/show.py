@@ -7,7 +7,37 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["show_source", "use_book_style"]
+__all__ = ["glue", "plain_value", "show_source", "use_book_style"]
+
+
+def plain_value(value):
+    """``value`` as a plain Python number where it is a NumPy, CuPy or torch scalar.
+
+    myst-nb formats ``{glue:text}`name:.3f``` by parsing the glued object's ``text/plain``
+    output, and NumPy 2 writes a scalar as ``np.float64(0.93)``, which it cannot parse (the
+    build then warns "could not convert string to float"). Python numbers print as numbers.
+    Anything else (strings, figures, tables) is returned unchanged.
+    """
+    # type(), not isinstance: np.float64 is a subclass of float and still prints as np.float64(...)
+    if type(value) in (bool, int, float, complex, str):
+        return value
+    item = getattr(value, "item", None)
+    shape = getattr(value, "shape", None)
+    if callable(item) and shape is not None and tuple(shape) == ():
+        return item()
+    return value
+
+
+def glue(name: str, value, display: bool = False):
+    """Glue ``value`` into the page under ``name`` (``myst_nb.glue``), as a plain number where it
+    is a 0-d array or scalar of NumPy, CuPy or torch (see :func:`plain_value`).
+
+    The chapters quote computed numbers with ``{glue:text}`name:.3f``` in their Markdown; this
+    is the one place they are handed to myst-nb. Not displayed in the cell by default.
+    """
+    from myst_nb import glue as myst_glue  # noqa: PLC0415  (myst-nb is only needed in notebooks)
+
+    return myst_glue(name, plain_value(value), display=display)
 
 
 def show_source(obj, start: str | None = None, stop: str | None = None):

@@ -96,8 +96,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def site() -> Path:
     result = bookbuild.build_once(bookbuild.BOOK)
     if not result.ok:
-        pytest.fail(f"the book build failed (exit code {result.returncode}); end of its log:\n"
-                    + result.output[-6000:], pytrace=False)
+        pytest.fail(bookbuild.failure_report(result), pytrace=False)
     return result.html
 
 

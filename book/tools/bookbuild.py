@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -205,6 +206,18 @@ def build(book: Path = BOOK, *, echo: bool = True, jobs: int | None = None) -> B
     ok = rc == 0 and (html_dir(book) / "index.html").is_file()
     (out / STATE_FILE).write_text(json.dumps({"fingerprint": fp, "ok": ok, "seconds": seconds}))
     return BuildResult(ok, rc, seconds, "".join(lines), html_dir(book), executed)
+
+
+def failure_report(result: BuildResult, limit: int = 12000) -> str:
+    """What a failed build's log says went wrong: its warning and error lines (Sphinx prints them
+    as they happen, far above the end of a long log), then the end of the log."""
+    problems = [line.rstrip() for line in result.output.splitlines()
+                if re.search(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback|Exception", line)
+                and "Kernel is running over TCP" not in line]  # ipykernel's notice, not ours
+    head = f"the book build failed (exit code {result.returncode}); "
+    if problems:
+        head += f"{len(problems)} warning/error line(s):\n" + "\n".join(problems)[:limit] + "\n\n"
+    return head + "end of its log:\n" + result.output[-3000:]
 
 
 _SESSION_RESULT: BuildResult | None = None
