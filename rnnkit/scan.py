@@ -22,6 +22,8 @@ Methods of ``linear_scan`` (all give the same h to rounding error):
     "hillis_steele"  log2(L) rounds of (9.2) with offsets 1, 2, 4, ...: O(L log L) work, shallow depth.
     "blelloch"       work-efficient O(L): an up-sweep combines neighbours pairwise (length L, L/2,
                      L/4, ... 1), a down-sweep fills in the positions each level skipped. Any L.
+                     This is the *inclusive* (Brent-Kung) arrangement of the tree sweep, returning
+                     every prefix 1..t; Blelloch's own scan is exclusive (chapter 9 explains the difference).
     "chunked"        (9.4): loops over the T ~ sqrt(L) positions of all chunks at once and over the
                      C ~ sqrt(L) chunk ends: 2T + C ~ 3 sqrt(L) vectorised steps instead of L. This is
                      the "reduce-then-scan" shape of GPU scans (one thread block per chunk). The
