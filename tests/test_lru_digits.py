@@ -17,24 +17,35 @@ def test_parameter_counts_match_the_models():
         E.layer_params("GRU", 8)
 
 
-def test_tiny_run_selects_a_rate_per_model_on_validation_and_runs_every_seed():
+def test_tiny_run_selects_a_rate_per_model_and_pooling_on_validation_and_runs_every_seed():
     out = E.run("tiny")
     fig, cfg = out["figures"], out["config"]
-    assert cfg["pool"] == "mean" and cfg["r_max"] == E.R_MAX
-    assert set(fig["lr"]) == set(E.MODELS) and all(lr in cfg["lrs"] for lr in fig["lr"].values())
-    assert len(fig["sweep"]) == len(E.MODELS) * len(cfg["lrs"])
-    assert len(fig["runs"]) == len(E.MODELS) * len(cfg["seeds"])
+    assert cfg["pools"] == ["mean", "last"] and cfg["r_max"] == E.R_MAX
+    assert set(fig["lr"]) == set(cfg["pools"]) and set(fig["summary"]) == set(cfg["pools"])
+    n_arms = len(E.MODELS) * len(cfg["pools"])
+    assert len(fig["sweep"]) == n_arms * len(cfg["lrs"])
+    assert len(fig["runs"]) == n_arms * len(cfg["seeds"])
     for r in fig["runs"]:
-        assert r["lr"] == fig["lr"][r["model"]] and r["n_params"] == fig["n_params"][r["model"]]
+        assert r["lr"] == fig["lr"][r["pool"]][r["model"]] and r["lr"] in cfg["lrs"]
+        assert r["n_params"] == fig["n_params"][r["model"]]
         assert 0.0 <= r["test_acc"] <= 1.0 and np.isfinite(r["losses"]).all()
         assert len(r["losses"]) == cfg["steps"]
-    for kind in E.MODELS:      # the chosen rate has the best validation accuracy of seed 0
-        tries = [s for s in fig["sweep"] if s["model"] == kind]
-        assert max(s["val_acc"] for s in tries) == next(s["val_acc"] for s in tries
-                                                        if s["lr"] == fig["lr"][kind])
-    assert len(fig["lru_minus_lstm_per_seed"]) == len(cfg["seeds"])
+    for pool in cfg["pools"]:
+        for kind in E.MODELS:  # the chosen rate has the best validation accuracy of seed 0
+            tries = [s for s in fig["sweep"] if s["model"] == kind and s["pool"] == pool]
+            assert max(s["val_acc"] for s in tries) == next(s["val_acc"] for s in tries
+                                                            if s["lr"] == fig["lr"][pool][kind])
+        assert len(fig["summary"][pool]["lru_minus_lstm_per_seed"]) == len(cfg["seeds"])
     with pytest.raises(ValueError, match="size"):
         E.run("huge")
+
+
+def test_the_pooling_reaches_the_network():
+    select, full = E._data(E.CONFIGS["tiny"])
+    runs = {pool: E.train_one("LRU", full, H=8, n_layers=1, steps=3, batch=20, lr=1e-2, seed=0,
+                              pool=pool) for pool in ("mean", "last")}
+    assert runs["mean"]["losses"][-1] != runs["last"]["losses"][-1]
+    assert runs["mean"]["losses"][0] != runs["last"]["losses"][0]
 
 
 def test_a_run_is_deterministic():
