@@ -78,6 +78,25 @@ def test_every_cell_has_an_id(docname):
     assert len(set(ids)) == len(ids), f"{docname}: duplicate cell ids"
 
 
+@pytest.mark.parametrize("docname", [n for n in bookbuild.book_notebooks(ROOT) if n.startswith("chapters/")])
+def test_no_tag_inside_a_split_block(docname):
+    """Sphinx wraps a $$ block whose text holds a line break (\\\\) in \\begin{split}, where MathJax
+    refuses \\tag ("\\tag not allowed in split environment", only seen in a browser): such an
+    equation is written as a \\begin{equation*} ... \\tag{n.m} \\end{equation*} block instead."""
+    import json
+
+    nb = json.loads((ROOT / f"{docname}.ipynb").read_text(encoding="utf-8"))
+    bad = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        for block in re.findall(r"\$\$(.+?)\$\$", "".join(cell["source"]), re.S):
+            for part in block.split("\n\n"):  # Sphinx wraps each paragraph of the block separately
+                if "\\\\" in part and "\\tag" in part:
+                    bad.append(f"cell {i}: {part.strip()[:60]!r}")
+    assert not bad, f"{docname}: \\tag in a $$ block with line breaks: {bad}"
+
+
 def test_teaching_pages_are_in_the_toc():
     pages = [f"teaching/{p.stem}" for p in sorted((BOOK / "teaching").glob("*.md"))]
     toc = bookbuild.toc_docnames(BOOK)

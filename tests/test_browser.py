@@ -77,6 +77,14 @@ async () => {
     mathjaxVersion: (window.MathJax && MathJax.version) || null,
     mjx: document.querySelectorAll('mjx-container').length,
     mjxErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+    // the TeX source and MathJax's message of each formula that failed, for the failure report
+    mjxErrorTex: (window.MathJax && MathJax.startup && MathJax.startup.document
+                  ? Array.from(MathJax.startup.document.math) : [])
+      .filter(m => m.typesetRoot && m.typesetRoot.querySelector('mjx-merror, [data-mjx-error]'))
+      .map(m => {
+        const e = m.typesetRoot.querySelector('[data-mjx-error]');
+        return (e ? e.getAttribute('data-mjx-error') : 'error') + ' in: ' + m.math.slice(0, 160);
+      }),
     raw,
     images: images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth})),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
@@ -224,7 +232,8 @@ def test_mathjax_typesets_every_equation(crawl):
         if info["mjx"] == 0:
             problems.append(f"{rel}: math on the page but nothing typeset")
         if info["mjxErrors"]:
-            problems.append(f"{rel}: MathJax reported {info['mjxErrors']} TeX errors")
+            problems.append(f"{rel}: MathJax reported {info['mjxErrors']} TeX errors: "
+                            + "; ".join(info.get("mjxErrorTex") or []))
     assert not problems, problems
     raw = {rel: i["raw"] for rel, i in pages.items() if i["raw"]}
     assert not raw, f"raw TeX left in the visible text: {raw}"
