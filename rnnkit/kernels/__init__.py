@@ -14,14 +14,17 @@ beside this one and each checked against the NumPy reference (tests/test_kernels
     rnn_sequence.cu     Elman, LSTM (vanilla) and GRU (reset_after) forward: the input projection
                         as one GEMM, then the whole time loop in one launch, one block per batch row
                         (``elman_forward``, ``lstm_forward``, ``gru_forward``)
+    retention_chunkwise.cu  RetNet's chunkwise form (16.8) in three launches: every chunk's state
+                        update in parallel, the short recurrence over chunks, every chunk's output
+                        (masked scores in shared memory) in parallel (``retention_chunkwise``)
 
 The sources are compiled by CuPy (NVRTC) on first use, for float32 or float64 (``-DSCALAR_T``).
 ``compile_check()`` compiles every source with ``nvcc -ptx`` for both dtypes: it needs the CUDA
 compiler but no GPU, so the test suite catches a syntax error on a CPU machine. The functions
 refuse non-CuPy inputs with a clear error: on NumPy arrays use the rnnkit modules themselves.
 
-Not here yet (see the issue): the backward passes, a chunkwise retention/GLA kernel on tensor
-cores, and a persistent RNN kernel that keeps W_h in shared memory across many blocks with a
+Not here yet (see the issue): the backward passes, tensor-core (WMMA) matmuls in the retention
+kernel and a GLA variant of it (a decay per key dimension), and a persistent RNN kernel that keeps W_h in shared memory across many blocks with a
 grid-wide barrier per step. The present RNN kernels read W_h from the L2 cache every step.
 """
 from __future__ import annotations
@@ -36,13 +39,15 @@ import array_api_compat
 import numpy as np
 
 __all__ = ["SOURCES", "source", "compile_check", "linear_scan", "selective_scan", "elman_forward",
-           "lstm_forward", "gru_forward", "SCAN_THREADS", "SCAN_ITEMS", "MAX_N"]
+           "lstm_forward", "gru_forward", "retention_chunkwise", "SCAN_THREADS", "SCAN_ITEMS", "MAX_N",
+           "MAX_CHUNK"]
 
 HERE = Path(__file__).resolve().parent
 SOURCES = {"linear_scan": "linear_scan.cu", "selective_scan": "selective_scan.cu",
-           "rnn_sequence": "rnn_sequence.cu"}
+           "rnn_sequence": "rnn_sequence.cu", "retention_chunkwise": "retention_chunkwise.cu"}
 SCAN_THREADS, SCAN_ITEMS = 256, 4      # one tile of the scan kernel = 1024 elements
 MAX_N = 64                             # the selective scan's states per thread (registers)
+MAX_CHUNK = 64                         # retention chunk: its c x c scores live in shared memory
 _DTYPES = {"float32": "float", "float64": "double"}
 _NULL = np.uint64(0)                   # a null pointer argument (8 bytes, as the kernels expect)
 
@@ -221,3 +226,45 @@ def gru_forward(params: dict, x, state=None):
                           _NULL if state is None else cupy.ascontiguousarray(state), y, h_last,
                           cupy.int64(L), cupy.int32(H)), shared_mem=2 * H * x.itemsize)
     return y, h_last
+
+
+def retention_chunkwise(q, k, v, gamma, chunk_size: int = 64, state=None):
+    """``rnnkit.retnet.retention(..., form="chunkwise")`` on the GPU: (o (B, H, L, dv), state).
+
+    Args: q, k (B, H, L, dk); v (B, H, L, dv); gamma (H,) in (0, 1]; chunk_size 1 .. MAX_CHUNK
+    (L need not be a multiple of it); state (B, H, dk, dv) or None (zeros).
+    """
+    dtype = _require_cupy(q=q, k=k, v=v, gamma=gamma, state=state)
+    import cupy  # noqa: PLC0415  (after the checks: a NumPy input gets the clear error)
+    if q.ndim != 4 or q.shape[2] == 0:
+        raise ValueError(f"q: expected shape (B, H, L, dk) with L >= 1, got {tuple(q.shape)}")
+    Bsz, H, L, dk = q.shape
+    if k.shape != q.shape:
+        raise _shape_error("k", tuple(q.shape), k)
+    if v.ndim != 4 or v.shape[:3] != (Bsz, H, L):
+        raise _shape_error("v", (Bsz, H, L, "dv"), v)
+    dv = v.shape[3]
+    if gamma.shape != (H,):
+        raise _shape_error("gamma", (H,), gamma)
+    if state is not None and state.shape != (Bsz, H, dk, dv):
+        raise _shape_error("state", (Bsz, H, dk, dv), state)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK:
+        raise ValueError(f"chunk_size: expected an int in 1..{MAX_CHUNK} (the chunk's scores are kept "
+                         f"in shared memory), got {chunk_size!r}")
+    c = lambda x: cupy.ascontiguousarray(x)  # noqa: E731
+    q, k, v, gamma = c(q), c(k), c(v), c(gamma)
+    n_chunks = -(-L // chunk_size)
+    U = cupy.empty((Bsz, H, n_chunks, dk, dv), dtype=q.dtype)
+    R_in = cupy.empty_like(U)
+    state_out = cupy.empty((Bsz, H, dk, dv), dtype=q.dtype)
+    o = cupy.empty((Bsz, H, L, dv), dtype=q.dtype)
+    mod = _module("retention_chunkwise", dtype)
+    sizes = (cupy.int32(H), cupy.int64(L), cupy.int32(dk), cupy.int32(dv), cupy.int32(chunk_size),
+             cupy.int32(n_chunks))
+    mod.get_function("retention_chunk_update")((n_chunks, Bsz * H), (256,), (k, v, gamma, U, *sizes))
+    total = Bsz * H * dk * dv
+    mod.get_function("retention_state_pass")(((total + 255) // 256,), (256,),
+                                             (U, gamma, _NULL if state is None else c(state), R_in,
+                                              state_out, cupy.int32(Bsz * H), *sizes))
+    mod.get_function("retention_chunk_output")((n_chunks, Bsz * H), (256,), (q, k, v, gamma, R_in, o, *sizes))
+    return o, state_out

@@ -16,6 +16,8 @@ array operation; "kernel" is rnnkit.kernels; "torch-cuda" is torch's own CUDA im
     linear scan     kernel vs cupy (sequential, blelloch, chunked) over channels C and length L
     selective scan  kernel vs cupy (form "scan") for B=8, D=1024, N=16 over L
     elman/lstm/gru  kernel vs cupy vs torch-cuda (cuDNN nn.RNN/LSTM/GRU), forward, B=32, D=H=256
+    retention       kernel vs cupy (retnet.retention, form "chunkwise"), chunk 64, B=8, H=8,
+                    dk=dv=64, over L; each record carries its rate in GFLOP/s of the chunkwise algorithm
 
 For the memory-bound kernels (the two scans) each record carries the bytes it must move at least
 (every input read once, every output written once), the achieved bandwidth, and its fraction of the
@@ -36,7 +38,8 @@ from .. import bench
 from ..backend import to_backend
 from ..interop import to_torch
 
-__all__ = ["plan", "spec_bandwidth", "scan_bytes", "selective_scan_bytes", "run", "main"]
+__all__ = ["plan", "spec_bandwidth", "scan_bytes", "selective_scan_bytes", "retention_flops", "run",
+           "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 # Data-sheet HBM bandwidths, bytes/s, matched against the device name (most specific first).
@@ -71,7 +74,15 @@ def plan(quick: bool = False) -> list[dict]:
     cases += [{"group": "selective scan", "params": {"B": 8, "L": L, "D": 1024, "N": 16}} for L in lengths]
     cases += [{"group": cell, "params": {"B": 32, "L": L, "D": 256, "H": 256}}
               for cell in ("elman", "lstm", "gru") for L in rnn_lengths]
+    cases += [{"group": "retention", "params": {"B": 8, "H": 8, "L": L, "dk": 64, "dv": 64, "C": 64}}
+              for L in ((1024, 4096) if not quick else (256,))]
     return cases
+
+
+def retention_flops(B: int, H: int, L: int, dk: int, dv: int, C: int) -> int:
+    """Multiply-adds x 2 of the chunkwise form (16.8): per chunk of C tokens the C x C scores (dk
+    each), scores times V (dv), Q R (dk dv per token) and the state update K^T V (dk dv per token)."""
+    return 2 * B * H * L * (C * dk + C * dv + 2 * dk * dv)
 
 
 def _time(fn, sync, quick):
@@ -155,6 +166,30 @@ def _selective_records(case, copy_bw, spec_bw, quick):
     return out
 
 
+def _retention_records(case, quick):
+    import cupy  # noqa: PLC0415
+
+    from .. import kernels, retnet  # noqa: PLC0415
+
+    Bsz, H, L, dk, dv, C = (case["params"][k] for k in ("B", "H", "L", "dk", "dv", "C"))
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape, scale=1.0: cupy.asarray((rng.standard_normal(shape) * scale).astype(np.float32))  # noqa: E731
+    q, k, v = f32(Bsz, H, L, dk, scale=dk ** -0.5), f32(Bsz, H, L, dk, scale=dk ** -0.5), f32(Bsz, H, L, dv)
+    gamma = cupy.asarray((1 - 2.0 ** (-5 - np.arange(H))).astype(np.float32))   # RetNet's decays
+    ref, _ = retnet.retention(q, k, v, gamma, form="chunkwise", chunk_size=C)
+    err = _agree("kernels.retention_chunkwise", ref, kernels.retention_chunkwise(q, k, v, gamma, C)[0], 1e-3)
+    sync, flops = bench.cupy_sync(), retention_flops(Bsz, H, L, dk, dv, C)
+    out = []
+    for impl, fn in (("kernel", lambda: kernels.retention_chunkwise(q, k, v, gamma, C)),
+                     ("cupy", lambda: retnet.retention(q, k, v, gamma, form="chunkwise", chunk_size=C))):
+        t = _time(fn, sync, quick)
+        fields = {**case["params"], "gflops": flops / t.min_s / 1e9}
+        if impl == "kernel":
+            fields["rel_err"] = err
+        out.append(bench.make_record(impl, "retention chunkwise", fields, t))
+    return out
+
+
 def _rnn_records(case, quick):
     import cupy  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -216,6 +251,8 @@ def run(quick: bool = False) -> dict:
             records += _scan_records(case, copy_bw, spec_bw, quick)
         elif case["group"] == "selective scan":
             records += _selective_records(case, copy_bw, spec_bw, quick)
+        elif case["group"] == "retention":
+            records += _retention_records(case, quick)
         else:
             records += _rnn_records(case, quick)
     out = bench.make_run("gpu", records, machine, quick)
