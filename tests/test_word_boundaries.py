@@ -48,8 +48,12 @@ def test_tiny_run_reports_every_layout_at_matched_size():
     out = wb.run("tiny")
     f = out["figures"]
     assert set(f["lr"]) == set(wb.LAYOUTS) and len(f["runs"]) == 2 * len(wb.LAYOUTS)
+    V = f["V"]
+    for name, (K, bi) in wb.LAYOUTS.items():        # each width is the closest to the target
+        gap = abs(f["n_params"][name] - 3_000)
+        assert all(gap <= abs(wb.n_params(V, H, K, bi) - 3_000) for H in range(1, 100))
     sizes = list(f["n_params"].values())
-    assert max(sizes) < 1.1 * min(sizes)
+    assert max(sizes) < 1.15 * min(sizes)
     for name in wb.LAYOUTS:
         assert 0 <= f[name]["min"] <= f[name]["mean"] <= f[name]["max"] <= 1
     with pytest.raises(ValueError, match="size"):
