@@ -177,7 +177,7 @@ def test_retention_kernel_refuses_bad_input(monkeypatch):
 # thread walks every strided index itself, and __syncthreads() between two phases is then a no-op.
 # Compiled as C++ with the few CUDA words defined below and launched block by block from ctypes,
 # such a kernel is checked against the NumPy reference on a CPU machine: its index arithmetic,
-# chunk boundaries and null-pointer options, not its parallel speed. (linear_scan.cu uses warp
+# chunk boundaries and null-pointer options, not its parallel speed (atomicAdd becomes +=). (linear_scan.cu uses warp
 # shuffles and rnn_sequence.cu a barrier per time step across H threads: those need the GPU.)
 _EMULATION_HEADER = r"""
 #include <algorithm>
@@ -190,6 +190,7 @@ extern "C" { dim3 blockIdx, threadIdx, blockDim, gridDim; }
 #define __forceinline__ inline
 #define __shared__ static
 #define __syncthreads()
+#define atomicAdd(address, value) (*(address) += (value))
 """
 GXX = shutil.which("g++")
 
@@ -290,3 +291,74 @@ def test_selective_scan_kernel_emulated_on_the_cpu_equals_the_numpy_loop(tmp_pat
            ctypes.c_int(Bsz), ctypes.c_longlong(L), ctypes.c_int(D), ctypes.c_int(N))
     np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h_last, h_ref, rtol=1e-12, atol=1e-12)
+
+
+def _selective_problem(rng, Bsz, L, D, N):
+    u, z = rng.standard_normal((Bsz, L, D)), rng.standard_normal((Bsz, L, D))
+    delta = np.log1p(np.exp(rng.standard_normal((Bsz, L, D))))      # softplus: positive steps
+    A = -np.exp(rng.standard_normal((D, N)))
+    Bm, Cm = rng.standard_normal((Bsz, L, N)), rng.standard_normal((Bsz, L, N))
+    return u, delta, A, Bm, Cm, rng.standard_normal(D), z, rng.standard_normal((Bsz, D, N))
+
+
+@pytest.mark.skipif(GXX is None, reason="g++ is not on PATH")
+@pytest.mark.parametrize("L", [1, 16, 37])                 # one step, one full chunk, a partial chunk
+@pytest.mark.parametrize("with_options", [False, True])
+def test_selective_scan_backward_kernel_emulated_on_the_cpu_equals_the_numpy_backward(tmp_path, L, with_options):
+    import ctypes
+
+    rng = np.random.default_rng(L)
+    Bsz, D, N = 2, 3, 4
+    u, delta, A, Bm, Cm, Ds, z, h0 = _selective_problem(rng, Bsz, L, D, N)
+    dy, dstate = rng.standard_normal((Bsz, L, D)), rng.standard_normal((Bsz, D, N))
+    opt = (lambda a: a) if with_options else (lambda a: None)
+    ref = mamba.selective_scan_backward(dy, u, delta, A, Bm, Cm, opt(Ds), opt(z), state=opt(h0),
+                                        dstate=opt(dstate))
+    launch = _emulated("selective_scan", "float64", tmp_path)
+    n_ck = -(-L // kernels.BWD_CHUNK)
+    ck = np.zeros((Bsz, D, n_ck, N))
+    got = {"u": np.full_like(u, np.nan), "delta": np.full_like(u, np.nan), "A": np.zeros_like(A),
+           "B": np.zeros_like(Bm), "C": np.zeros_like(Cm)}
+    if with_options:
+        got |= {"D": np.zeros_like(Ds), "z": np.full_like(z, np.nan), "state": np.full_like(h0, np.nan)}
+    launch("selective_scan_backward", (D, Bsz), dy, u, delta, A, Bm, Cm, opt(Ds), opt(z), opt(h0),
+           opt(dstate), ck, got["u"], got["delta"], got["A"], got["B"], got["C"], got.get("D"),
+           got.get("z"), got.get("state"), ctypes.c_int(Bsz), ctypes.c_longlong(L), ctypes.c_int(D),
+           ctypes.c_int(N))
+    assert set(got) == set(ref)
+    for key in ref:
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-11, atol=1e-11, err_msg=key)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("L", [1, 16, 300])
+def test_selective_scan_backward_kernel_equals_the_reference(cp, L):
+    rng = np.random.default_rng(L)
+    u, delta, A, Bm, Cm, Ds, z, h0 = _selective_problem(rng, 2, L, 40, 16)
+    dy, dstate = rng.standard_normal(u.shape), rng.standard_normal(h0.shape)
+    ref = mamba.selective_scan_backward(dy, u, delta, A, Bm, Cm, Ds, z, state=h0, dstate=dstate)
+    got = kernels.selective_scan_backward(*(cp.asarray(t) for t in (dy, u, delta, A, Bm, Cm, Ds, z, h0, dstate)))
+    for key in ref:
+        np.testing.assert_allclose(cp.asnumpy(got[key]), ref[key], rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+def test_gpu_run_records_a_failing_case_and_goes_on(monkeypatch):
+    """One kernel disagreeing with the reference must not cost the rest of a lent device's minutes."""
+    from rnnkit import bench
+
+    monkeypatch.setattr(gpu_benchmark, "_gpu_tests", lambda: {"summary": "skipped here"})
+    monkeypatch.setattr(gpu_benchmark, "copy_bandwidth", lambda nbytes: 1e12)
+    monkeypatch.setattr(gpu_benchmark, "plan", lambda quick: [{"group": "linear scan", "params": {"C": 1, "L": 2}},
+                                                              {"group": "retention", "params": {"L": 3}}])
+
+    def broken(*args):
+        raise AssertionError("kernels.linear_scan: relative error 1e+00 > 1e-03; not timing a wrong kernel")
+
+    timing = bench.time_fn(lambda: None, warmup=0, repeat=1)
+    monkeypatch.setattr(gpu_benchmark, "_scan_records", broken)
+    monkeypatch.setattr(gpu_benchmark, "_retention_records",
+                        lambda case, quick: [bench.make_record("kernel", "retention chunkwise", case["params"], timing)])
+    out = gpu_benchmark.run(quick=True)
+    assert [f["group"] for f in out["failed_cases"]] == ["linear scan"]
+    assert "relative error" in out["failed_cases"][0]["error"]
+    assert len(out["records"]) == 1          # the retention case still ran

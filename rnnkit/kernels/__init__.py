@@ -10,7 +10,9 @@ beside this one and each checked against the NumPy reference (tests/test_kernels
                         block, the carry passed from tile to tile; one read and one write per
                         element (``linear_scan``)
     selective_scan.cu   Mamba's S6 (14.1)-(14.3), (14.5): one thread per (batch, channel), the N
-                        states in registers, never written out (``selective_scan``)
+                        states in registers, never written out (``selective_scan``); its backward
+                        (14.6) recomputes the states from one checkpoint per 16 steps instead of
+                        storing them (``selective_scan_backward``)
     rnn_sequence.cu     Elman, LSTM (vanilla) and GRU (reset_after) forward: the input projection
                         as one GEMM, then the whole time loop in one launch, one block per batch row
                         (``elman_forward``, ``lstm_forward``, ``gru_forward``)
@@ -23,7 +25,7 @@ The sources are compiled by CuPy (NVRTC) on first use, for float32 or float64 (`
 compiler but no GPU, so the test suite catches a syntax error on a CPU machine. The functions
 refuse non-CuPy inputs with a clear error: on NumPy arrays use the rnnkit modules themselves.
 
-Not here yet (see the issue): the backward passes, tensor-core (WMMA) matmuls in the retention
+Not here yet (see the issue): the backward passes of the scan and RNN kernels, tensor-core (WMMA) matmuls in the retention
 kernel and a GLA variant of it (a decay per key dimension), and a persistent RNN kernel that keeps W_h in shared memory across many blocks with a
 grid-wide barrier per step. The present RNN kernels read W_h from the L2 cache every step.
 """
@@ -38,7 +40,8 @@ from pathlib import Path
 import array_api_compat
 import numpy as np
 
-__all__ = ["SOURCES", "source", "compile_check", "linear_scan", "selective_scan", "elman_forward",
+__all__ = ["SOURCES", "source", "compile_check", "linear_scan", "selective_scan",
+           "selective_scan_backward", "elman_forward",
            "lstm_forward", "gru_forward", "retention_chunkwise", "SCAN_THREADS", "SCAN_ITEMS", "MAX_N",
            "MAX_CHUNK"]
 
@@ -47,6 +50,7 @@ SOURCES = {"linear_scan": "linear_scan.cu", "selective_scan": "selective_scan.cu
            "rnn_sequence": "rnn_sequence.cu", "retention_chunkwise": "retention_chunkwise.cu"}
 SCAN_THREADS, SCAN_ITEMS = 256, 4      # one tile of the scan kernel = 1024 elements
 MAX_N = 64                             # the selective scan's states per thread (registers)
+BWD_CHUNK = 16                         # selective-scan backward: one checkpoint per BWD_CHUNK steps
 MAX_CHUNK = 64                         # retention chunk: its c x c scores live in shared memory
 _DTYPES = {"float32": "float", "float64": "double"}
 _NULL = np.uint64(0)                   # a null pointer argument (8 bytes, as the kernels expect)
@@ -166,6 +170,48 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, state=None):
     kernel(((Dm + threads - 1) // threads, Bsz), (threads,),
            (*args, y, h_last, cupy.int32(Bsz), cupy.int64(L), cupy.int32(Dm), cupy.int32(N)))
     return y, h_last
+
+
+def selective_scan_backward(dy, u, delta, A, B, C, D=None, z=None, state=None, dstate=None):
+    """Gradients through ``selective_scan``, like ``rnnkit.mamba.selective_scan_backward``: a dict
+    with "u", "delta", "A", "B", "C" and, where given, "D", "z", "state" (the inputs' shapes).
+
+    Args: dy (B, L, D) dLoss/dy; u ... state as for ``selective_scan``; dstate (B, D, N) or None.
+    """
+    dtype = _require_cupy(dy=dy, u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, state=state, dstate=dstate)
+    import cupy  # noqa: PLC0415  (after the checks: a NumPy input gets the clear error)
+    if u.ndim != 3 or u.shape[1] == 0:
+        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
+    Bsz, L, Dm = u.shape
+    if A.ndim != 2 or A.shape[0] != Dm:
+        raise _shape_error("A", (Dm, "N"), A)
+    N = A.shape[1]
+    if N > MAX_N:
+        raise ValueError(f"A: expected N <= {MAX_N} states per channel (registers), got N = {N}")
+    for name, arr, shape in (("dy", dy, (Bsz, L, Dm)), ("delta", delta, (Bsz, L, Dm)), ("B", B, (Bsz, L, N)),
+                             ("C", C, (Bsz, L, N)), ("D", D, (Dm,)), ("z", z, (Bsz, L, Dm)),
+                             ("state", state, (Bsz, Dm, N)), ("dstate", dstate, (Bsz, Dm, N))):
+        if arr is not None and arr.shape != shape:
+            raise _shape_error(name, shape, arr)
+    c = lambda x: _NULL if x is None else cupy.ascontiguousarray(x)  # noqa: E731
+    n_ck = -(-L // BWD_CHUNK)
+    ck = cupy.empty((Bsz, Dm, n_ck, N), dtype=u.dtype)
+    grads = {"u": cupy.empty_like(u), "delta": cupy.empty_like(u), "A": cupy.zeros_like(A),
+             "B": cupy.zeros_like(B), "C": cupy.zeros_like(C)}
+    if D is not None:
+        grads["D"] = cupy.zeros_like(D)
+    if z is not None:
+        grads["z"] = cupy.empty_like(z)
+    if state is not None:
+        grads["state"] = cupy.empty_like(state)
+    threads = min(128, max(32, Dm))
+    kernel = _module("selective_scan", dtype).get_function("selective_scan_backward")
+    kernel(((Dm + threads - 1) // threads, Bsz), (threads,),
+           (c(dy), c(u), c(delta), c(A), c(B), c(C), c(D), c(z), c(state), c(dstate), ck,
+            grads["u"], grads["delta"], grads["A"], grads["B"], grads["C"], c(grads.get("D")),
+            c(grads.get("z")), c(grads.get("state")),
+            cupy.int32(Bsz), cupy.int64(L), cupy.int32(Dm), cupy.int32(N)))
+    return grads
 
 
 def _rnn_prepare(x, W_x, b, W_h, gates: int, name_x="W_x", name_h="W_h"):

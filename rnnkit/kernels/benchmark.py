@@ -14,7 +14,7 @@ The matrix (float32; "cupy" is the rnnkit module itself running on CuPy arrays, 
 array operation; "kernel" is rnnkit.kernels; "torch-cuda" is torch's own CUDA implementation):
 
     linear scan     kernel vs cupy (sequential, blelloch, chunked) over channels C and length L
-    selective scan  kernel vs cupy (form "scan") for B=8, D=1024, N=16 over L
+    selective scan  kernel vs cupy (form "scan") for B=8, D=1024, N=16 over L, forward and backward
     elman/lstm/gru  kernel vs cupy vs torch-cuda (cuDNN nn.RNN/LSTM/GRU), forward, B=32, D=H=256
     retention       kernel vs cupy (retnet.retention, form "chunkwise"), chunk 64, B=8, H=8,
                     dk=dv=64, over L; each record carries its rate in GFLOP/s of the chunkwise algorithm
@@ -163,6 +163,19 @@ def _selective_records(case, copy_bw, spec_bw, quick):
     t = _time(lambda: mamba.selective_scan(u, delta, A, Bm, Cm, Ds, z, form="scan"), sync, quick)
     out.append(bench.make_record("cupy", "selective scan scan", {**case["params"],
                                  **_bandwidth_fields(nbytes, t.min_s, copy_bw, spec_bw)}, t))
+    # the backward: reads the forward's inputs and dy, writes a gradient of each (the least traffic
+    # is about twice the forward's); the kernel recomputes the states, rnnkit on CuPy stores them
+    dy = f32(Bsz, L, D)
+    ref_g = mamba.selective_scan_backward(dy, u, delta, A, Bm, Cm, Ds, z, method="blelloch")
+    got_g = kernels.selective_scan_backward(dy, u, delta, A, Bm, Cm, Ds, z)
+    err_g = max(_agree(f"kernels.selective_scan_backward d{k}", ref_g[k], got_g[k], 1e-2) for k in ref_g)
+    t = _time(lambda: kernels.selective_scan_backward(dy, u, delta, A, Bm, Cm, Ds, z), sync, quick)
+    out.append(bench.make_record("kernel", "selective scan backward", {**case["params"], "rel_err": err_g,
+                                 **_bandwidth_fields(2 * nbytes, t.min_s, copy_bw, spec_bw)}, t))
+    t = _time(lambda: mamba.selective_scan_backward(dy, u, delta, A, Bm, Cm, Ds, z, method="blelloch"),
+              sync, quick)
+    out.append(bench.make_record("cupy", "selective scan backward", {**case["params"],
+                                 **_bandwidth_fields(2 * nbytes, t.min_s, copy_bw, spec_bw)}, t))
     return out
 
 
@@ -245,18 +258,24 @@ def run(quick: bool = False) -> dict:
     spec_bw = spec_bandwidth(machine.get("gpu"))
     tests = _gpu_tests()
     copy_bw = copy_bandwidth(1 << 28 if quick else 1 << 30)
-    records = []
+    records, failures = [], []
     for case in plan(quick):
-        if case["group"] == "linear scan":
-            records += _scan_records(case, copy_bw, spec_bw, quick)
-        elif case["group"] == "selective scan":
-            records += _selective_records(case, copy_bw, spec_bw, quick)
-        elif case["group"] == "retention":
-            records += _retention_records(case, quick)
-        else:
-            records += _rnn_records(case, quick)
+        # A case that fails (a kernel disagreeing with the reference, memory) is recorded as a
+        # failure and the run goes on: the device is lent for minutes, one bug must not cost them all.
+        try:
+            if case["group"] == "linear scan":
+                records += _scan_records(case, copy_bw, spec_bw, quick)
+            elif case["group"] == "selective scan":
+                records += _selective_records(case, copy_bw, spec_bw, quick)
+            elif case["group"] == "retention":
+                records += _retention_records(case, quick)
+            else:
+                records += _rnn_records(case, quick)
+        except Exception as exc:  # noqa: BLE001  (recorded, and printed at the end)
+            failures.append({**case, "error": f"{type(exc).__name__}: {exc}"[:2000]})
     out = bench.make_run("gpu", records, machine, quick)
-    out.update({"gpu_tests": tests, "copy_bandwidth_Bps": copy_bw, "spec_bandwidth_Bps": spec_bw})
+    out.update({"gpu_tests": tests, "copy_bandwidth_Bps": copy_bw, "spec_bandwidth_Bps": spec_bw,
+                "failed_cases": failures})
     return out
 
 
@@ -274,5 +293,7 @@ def main(quick: bool = False, results_dir: str | Path | None = None) -> Path:
     path = folder / f"gpu__{bench.device_tag(out['machine'])}{'__quick' if quick else ''}.json"
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(f"GPU tests: {out['gpu_tests']['summary']}")
+    for failure in out["failed_cases"]:
+        print(f"FAILED case {failure['group']} {failure['params']}: {failure['error']}")
     print(f"copy bandwidth {out['copy_bandwidth_Bps'] / 1e12:.2f} TB/s; saved {path}")
     return path

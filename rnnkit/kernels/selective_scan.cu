@@ -59,3 +59,109 @@ extern "C" __global__ void selective_scan(const scalar_t* __restrict__ u,
     }
     for (int n = 0; n < N; ++n) h_last[((long long)bi * D + d) * N + n] = h[n];
 }
+
+// ---------------------------------------------------------------------------------------------
+// The backward pass of the same scan, (14.6), with recomputation instead of stored states.
+//
+// Like the forward, one thread owns one (b, d). Pass 1 reruns the recurrence and writes only the
+// state entering every chunk of BWD_CHUNK steps (ck: (B, D, n_ck, N), n_ck = ceil(L / BWD_CHUNK)):
+// L / BWD_CHUNK states instead of L. Pass 2 walks the chunks from the last to the first,
+// recomputes that chunk's BWD_CHUNK states from its checkpoint (in thread-local memory) and runs
+// the reverse recurrence through them:
+//   dh_t  = g_t C_t + Abar_{t+1} dh_{t+1}   (g_t: the gradient of the ungated output y_t)
+//   Abar_t = exp(delta_t A):  d(delta_t A) = dh_t h_{t-1} Abar_t,  dBu_t = dh_t
+// Gradients of quantities shared across threads (B_t, C_t over the channels d; A and D over the
+// batch) are summed with atomicAdd into zero-initialised outputs; du, ddelta, dz are per thread.
+// Optional inputs (Dskip, z, h0, dstate) and outputs (dDskip, dz, dh0) may be null pointers.
+#ifndef BWD_CHUNK
+#define BWD_CHUNK 16
+#endif
+
+extern "C" __global__ void selective_scan_backward(const scalar_t* __restrict__ dout,
+                                                   const scalar_t* __restrict__ u,
+                                                   const scalar_t* __restrict__ delta,
+                                                   const scalar_t* __restrict__ A,
+                                                   const scalar_t* __restrict__ Bm,
+                                                   const scalar_t* __restrict__ Cm,
+                                                   const scalar_t* __restrict__ Dskip,
+                                                   const scalar_t* __restrict__ z,
+                                                   const scalar_t* __restrict__ h0,
+                                                   const scalar_t* __restrict__ dstate,
+                                                   scalar_t* __restrict__ ck,
+                                                   scalar_t* __restrict__ du,
+                                                   scalar_t* __restrict__ ddelta,
+                                                   scalar_t* __restrict__ dA,
+                                                   scalar_t* __restrict__ dB,
+                                                   scalar_t* __restrict__ dC,
+                                                   scalar_t* __restrict__ dDskip,
+                                                   scalar_t* __restrict__ dz,
+                                                   scalar_t* __restrict__ dh0,
+                                                   int Bsz, long long L, int D, int N) {
+    const int d = blockIdx.x * blockDim.x + threadIdx.x;
+    const int bi = blockIdx.y;
+    if (d >= D || bi >= Bsz) return;
+    const long long bd = (long long)bi * D + d;
+    const int n_ck = (int)((L + BWD_CHUNK - 1) / BWD_CHUNK);
+    scalar_t a[MAX_N], h[MAX_N], dh[MAX_N], dA_acc[MAX_N];
+    for (int n = 0; n < N; ++n) {
+        a[n] = A[(long long)d * N + n];
+        h[n] = h0 ? h0[bd * N + n] : (scalar_t)0;
+        dh[n] = dstate ? dstate[bd * N + n] : (scalar_t)0;
+        dA_acc[n] = (scalar_t)0;
+    }
+    const scalar_t skip = Dskip ? Dskip[d] : (scalar_t)0;
+
+    // pass 1: the state entering each chunk
+    for (long long t = 0; t < L; ++t) {
+        const long long ix = ((long long)bi * L + t) * D + d, in = ((long long)bi * L + t) * N;
+        if (t % BWD_CHUNK == 0)
+            for (int n = 0; n < N; ++n) ck[(bd * n_ck + t / BWD_CHUNK) * N + n] = h[n];
+        for (int n = 0; n < N; ++n) h[n] = exp(delta[ix] * a[n]) * h[n] + delta[ix] * Bm[in + n] * u[ix];
+    }
+
+    // pass 2: chunks in reverse, states recomputed from the checkpoint
+    scalar_t hs[BWD_CHUNK + 1][MAX_N];                     // hs[j] = h_{t0 + j - 1}
+    scalar_t dD_acc = (scalar_t)0;
+    for (int chunk = n_ck - 1; chunk >= 0; --chunk) {
+        const long long t0 = (long long)chunk * BWD_CHUNK;
+        const int c = (int)min((long long)BWD_CHUNK, L - t0);
+        for (int n = 0; n < N; ++n) hs[0][n] = ck[(bd * n_ck + chunk) * N + n];
+        for (int j = 0; j < c; ++j) {
+            const long long ix = ((long long)bi * L + t0 + j) * D + d, in = ((long long)bi * L + t0 + j) * N;
+            for (int n = 0; n < N; ++n)
+                hs[j + 1][n] = exp(delta[ix] * a[n]) * hs[j][n] + delta[ix] * Bm[in + n] * u[ix];
+        }
+        for (int j = c - 1; j >= 0; --j) {
+            const long long ix = ((long long)bi * L + t0 + j) * D + d, in = ((long long)bi * L + t0 + j) * N;
+            const scalar_t dt = delta[ix], ut = u[ix];
+            scalar_t g = dout[ix];
+            if (z) {                                        // out = y * silu(z)
+                scalar_t y = skip * ut;
+                for (int n = 0; n < N; ++n) y += Cm[in + n] * hs[j + 1][n];
+                const scalar_t s = (scalar_t)1 / ((scalar_t)1 + exp(-z[ix]));
+                if (dz) dz[ix] = g * y * s * ((scalar_t)1 + z[ix] * ((scalar_t)1 - s));
+                g *= z[ix] * s;
+            }
+            dD_acc += g * ut;
+            scalar_t du_t = g * skip, ddt = (scalar_t)0;
+            for (int n = 0; n < N; ++n) {
+                dh[n] += g * Cm[in + n];                    // the direct part of dh_t
+                atomicAdd(&dC[in + n], g * hs[j + 1][n]);
+                const scalar_t abar = exp(dt * a[n]);
+                const scalar_t dlog = dh[n] * hs[j][n] * abar;   // d(delta_t A_n)
+                dA_acc[n] += dlog * dt;
+                ddt += dlog * a[n] + dh[n] * Bm[in + n] * ut;
+                du_t += dh[n] * dt * Bm[in + n];
+                atomicAdd(&dB[in + n], dh[n] * dt * ut);
+                dh[n] *= abar;                               // on to h_{t-1}
+            }
+            ddelta[ix] = ddt;
+            du[ix] = du_t;
+        }
+    }
+    for (int n = 0; n < N; ++n) {
+        atomicAdd(&dA[(long long)d * N + n], dA_acc[n]);
+        if (dh0) dh0[bd * N + n] = dh[n];
+    }
+    if (dDskip) atomicAdd(&dDskip[d], dD_acc);
+}
