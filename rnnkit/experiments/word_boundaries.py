@@ -39,7 +39,7 @@ __all__ = ["CONFIGS", "LAYOUTS", "make_task", "n_params", "matched_width", "cont
 LAYOUTS = {"1 layer": (1, False), "2 layers": (2, False), "bidirectional": (1, True),
            "2 bidirectional layers": (2, True)}
 CONFIGS = {
-    "small": dict(target_params=8_000, steps=100, B=32, L=32, lrs=(1e-2, 3e-2, 1e-1),
+    "small": dict(target_params=8_000, steps=100, B=64, L=16, lrs=(1e-2, 3e-2, 1e-1),
                   seeds=(0, 1), n_eval=200, k_context=4),
     "large": dict(target_params=30_000, steps=1500, B=32, L=64, lrs=(3e-3, 1e-2, 3e-2),
                   seeds=(0, 1, 2), n_eval=1000, k_context=4),
