@@ -141,13 +141,9 @@ def linear_scan(a, b, h0=None):
     return cupy.moveaxis(h_r.reshape(Bsz, -1, L), 2, 1).reshape(a.shape)
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, state=None):
-    """S6 like ``rnnkit.mamba.selective_scan`` (form "sequential", return_state=True): (y, h_L).
-
-    Args: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,); state (B, D, N) or None.
-    """
-    dtype = _require_cupy(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, state=state)
-    import cupy  # noqa: PLC0415  (after the checks: a NumPy input gets the clear error)
+def _selective_dims(u, delta, A, B, C, **optional):
+    """(B, L, D, N) of a selective-scan call, with a clear error for any input of the wrong shape;
+    ``optional`` holds D, z, state and, for the backward, dy and dstate (None entries skipped)."""
     if u.ndim != 3 or u.shape[1] == 0:
         raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
     Bsz, L, Dm = u.shape
@@ -156,10 +152,22 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, state=None):
     N = A.shape[1]
     if N > MAX_N:
         raise ValueError(f"A: expected N <= {MAX_N} states per channel (registers), got N = {N}")
-    for name, arr, shape in (("delta", delta, (Bsz, L, Dm)), ("B", B, (Bsz, L, N)), ("C", C, (Bsz, L, N)),
-                             ("D", D, (Dm,)), ("z", z, (Bsz, L, Dm)), ("state", state, (Bsz, Dm, N))):
-        if arr is not None and arr.shape != shape:
-            raise _shape_error(name, shape, arr)
+    shapes = {"delta": (Bsz, L, Dm), "B": (Bsz, L, N), "C": (Bsz, L, N), "D": (Dm,), "z": (Bsz, L, Dm),
+              "state": (Bsz, Dm, N), "dy": (Bsz, L, Dm), "dstate": (Bsz, Dm, N)}
+    for name, arr in {"delta": delta, "B": B, "C": C, **optional}.items():
+        if arr is not None and arr.shape != shapes[name]:
+            raise _shape_error(name, shapes[name], arr)
+    return Bsz, L, Dm, N
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, state=None):
+    """S6 like ``rnnkit.mamba.selective_scan`` (form "sequential", return_state=True): (y, h_L).
+
+    Args: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,); state (B, D, N) or None.
+    """
+    dtype = _require_cupy(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, state=state)
+    import cupy  # noqa: PLC0415  (after the checks: a NumPy input gets the clear error)
+    Bsz, L, Dm, N = _selective_dims(u, delta, A, B, C, D=D, z=z, state=state)
     c = lambda x: None if x is None else cupy.ascontiguousarray(x)  # noqa: E731
     y = cupy.empty_like(u)
     h_last = cupy.empty((Bsz, Dm, N), dtype=u.dtype)
@@ -180,19 +188,7 @@ def selective_scan_backward(dy, u, delta, A, B, C, D=None, z=None, state=None, d
     """
     dtype = _require_cupy(dy=dy, u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, state=state, dstate=dstate)
     import cupy  # noqa: PLC0415  (after the checks: a NumPy input gets the clear error)
-    if u.ndim != 3 or u.shape[1] == 0:
-        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
-    Bsz, L, Dm = u.shape
-    if A.ndim != 2 or A.shape[0] != Dm:
-        raise _shape_error("A", (Dm, "N"), A)
-    N = A.shape[1]
-    if N > MAX_N:
-        raise ValueError(f"A: expected N <= {MAX_N} states per channel (registers), got N = {N}")
-    for name, arr, shape in (("dy", dy, (Bsz, L, Dm)), ("delta", delta, (Bsz, L, Dm)), ("B", B, (Bsz, L, N)),
-                             ("C", C, (Bsz, L, N)), ("D", D, (Dm,)), ("z", z, (Bsz, L, Dm)),
-                             ("state", state, (Bsz, Dm, N)), ("dstate", dstate, (Bsz, Dm, N))):
-        if arr is not None and arr.shape != shape:
-            raise _shape_error(name, shape, arr)
+    Bsz, L, Dm, N = _selective_dims(u, delta, A, B, C, D=D, z=z, state=state, dy=dy, dstate=dstate)
     c = lambda x: _NULL if x is None else cupy.ascontiguousarray(x)  # noqa: E731
     n_ck = -(-L // BWD_CHUNK)
     ck = cupy.empty((Bsz, Dm, n_ck, N), dtype=u.dtype)

@@ -24,6 +24,11 @@ typedef SCALAR_T scalar_t;
 
 __device__ __forceinline__ scalar_t silu(scalar_t x) { return x / ((scalar_t)1 + exp(-x)); }
 
+// One step of (14.1)-(14.3) for one state n: h_t = exp(delta_t a_n) h_{t-1} + delta_t B_t[n] u_t.
+__device__ __forceinline__ scalar_t s6_step(scalar_t h, scalar_t dt, scalar_t a, scalar_t b, scalar_t ut) {
+    return exp(dt * a) * h + dt * b * ut;
+}
+
 extern "C" __global__ void selective_scan(const scalar_t* __restrict__ u,
                                           const scalar_t* __restrict__ delta,
                                           const scalar_t* __restrict__ A,
@@ -50,7 +55,7 @@ extern "C" __global__ void selective_scan(const scalar_t* __restrict__ u,
         const scalar_t dt = delta[ix], ut = u[ix];
         scalar_t out = (scalar_t)0;
         for (int n = 0; n < N; ++n) {
-            h[n] = exp(dt * a[n]) * h[n] + dt * Bm[in + n] * ut;    // (14.1)-(14.3)
+            h[n] = s6_step(h[n], dt, a[n], Bm[in + n], ut);         // (14.1)-(14.3)
             out += Cm[in + n] * h[n];
         }
         out += skip * ut;
@@ -116,7 +121,7 @@ extern "C" __global__ void selective_scan_backward(const scalar_t* __restrict__ 
         const long long ix = ((long long)bi * L + t) * D + d, in = ((long long)bi * L + t) * N;
         if (t % BWD_CHUNK == 0)
             for (int n = 0; n < N; ++n) ck[(bd * n_ck + t / BWD_CHUNK) * N + n] = h[n];
-        for (int n = 0; n < N; ++n) h[n] = exp(delta[ix] * a[n]) * h[n] + delta[ix] * Bm[in + n] * u[ix];
+        for (int n = 0; n < N; ++n) h[n] = s6_step(h[n], delta[ix], a[n], Bm[in + n], u[ix]);
     }
 
     // pass 2: chunks in reverse, states recomputed from the checkpoint
@@ -129,7 +134,7 @@ extern "C" __global__ void selective_scan_backward(const scalar_t* __restrict__ 
         for (int j = 0; j < c; ++j) {
             const long long ix = ((long long)bi * L + t0 + j) * D + d, in = ((long long)bi * L + t0 + j) * N;
             for (int n = 0; n < N; ++n)
-                hs[j + 1][n] = exp(delta[ix] * a[n]) * hs[j][n] + delta[ix] * Bm[in + n] * u[ix];
+                hs[j + 1][n] = s6_step(hs[j][n], delta[ix], a[n], Bm[in + n], u[ix]);
         }
         for (int j = c - 1; j >= 0; --j) {
             const long long ix = ((long long)bi * L + t0 + j) * D + d, in = ((long long)bi * L + t0 + j) * N;
