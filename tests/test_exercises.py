@@ -387,3 +387,33 @@ def test_check_scalar_and_unchanged():
     checks.check_scalar("r", 0.25 + 1e-12, 0.25, rtol=1e-9)
     a = np.ones(3)
     assert "modified this input" in _message(checks.check_unchanged, "x", a, a * 2)
+
+
+AUTOGRADER_PAGE = ROOT / "book" / "teaching" / "04_autograder.md"
+
+
+def test_autograder_page_example_matches_the_master():
+    """The example summary.csv and grades.csv on the autograder page give chapter 1's real
+    totals, check counts and check names (they showed 17 points after the set grew to 26)."""
+    text = AUTOGRADER_PAGE.read_text()
+    master = next(m for m in MASTERS if m.stem == "01_elman_exercises")
+    n = pipeline.points(master)
+    checks = pipeline.question_checks(master)
+    n_checks = sum(len(q["checks"]) for q in checks.values())
+    summary = {m.group(1): tuple(float(v) for v in m.groups()[1:]) for m in re.finditer(
+        r"^(\w+)\.ipynb,01_elman_exercises,([\d.]+),([\d.]+),([\d.]+),(\d+),(\d+),0,graded$", text, re.M)}
+    assert set(summary) == {"solution", "student_untouched"}, summary
+    full = (n["auto_points"], n["auto_points"], n["manual_points"], n_checks, n_checks)
+    assert summary["solution"] == full
+    assert summary["student_untouched"] == (0, n["auto_points"], n["manual_points"], 0, n_checks)
+    questions = {q["name"]: q for q in pipeline.read_questions(master)}
+    rows = re.findall(r"^\w+\.ipynb,01_elman_exercises,(q\w+),([^,]+),(auto|manual),\w*,\w*,(\d+),",
+                      text, re.M)
+    assert rows
+    for question, check, kind, max_points in rows:
+        if kind == "auto":
+            names = [c["name"] for c in checks[question]["checks"]]
+            assert check in names, f"{question}: no check {check!r} (the master has {names})"
+            assert float(max_points) == questions[question]["points"] / len(names)
+        else:
+            assert questions[question]["manual"] and float(max_points) == questions[question]["points"]
