@@ -69,6 +69,8 @@ def test_tiny_run_selects_on_validation_and_runs_every_seed():
     assert all(r["ridge"] == m["ridge"] for r in m["runs"]) and all(r["lr"] == g["lr"] for r in g["runs"])
     for r in m["runs"] + g["runs"]:
         assert np.isfinite(r["one_step"]) and np.isfinite(r["nrmse84"])
+        assert len(r["nrmse_by_step"]) == cfg["mg"]["horizon"]      # its last entry is NRMSE_84
+        assert r["nrmse_by_step"][-1] == pytest.approx(r["nrmse84"], rel=1e-6)
     assert g["n_params"]["trained"] == E.gru_params(cfg["gru"]["H"])
     assert m["n_params"] == E.esn_params(cfg["mg"]["N"])
     horizon_lyap = cfg["lz"]["horizon"] * cfg["lz"]["dt"] * E.LORENZ_LYAPUNOV

@@ -42,9 +42,9 @@ import numpy as np
 from .. import esn
 from ..tasks.chaos import LORENZ_LYAPUNOV, lorenz, mackey_glass, valid_time
 
-__all__ = ["CONFIGS", "mg_series", "mg_starts", "mg_esn", "esn_scores", "gru_predictor",
-           "gru_train", "gru_scores", "gru_params", "esn_params", "lorenz_series", "lorenz_esn",
-           "run"]
+__all__ = ["CONFIGS", "mg_series", "mg_starts", "mg_esn", "esn_scores", "nrmse_by_step",
+           "gru_predictor", "gru_train", "gru_scores", "gru_params", "esn_params", "lorenz_series",
+           "lorenz_esn", "run"]
 
 # The chapter's Mackey-Glass task and ESN settings (the same at every size but the tiny one).
 _MG = dict(train=3000, washout=300, horizon=84, n_starts=50, stride=20, test_lo=3000,
@@ -98,6 +98,11 @@ def esn_scores(params, W_out, x, mg, lo, hi, starts, horizon):
     truth = np.stack([y[0, s:s + horizon] for s in starts])           # (S, horizon, 1)
     err = np.sqrt(np.mean((free - truth)[:, -1, 0] ** 2) / mg.var())
     return float(one_step), float(err), free, truth
+
+
+def nrmse_by_step(free, truth, var):
+    """NRMSE over the starts after each free-running step 1..horizon: (horizon,)."""
+    return np.sqrt(np.mean((free - truth)[:, :, 0] ** 2, axis=0) / var)
 
 
 def mg_esn(mg, N, rho=1.0, leak_rate=0.5, input_scaling=1.0, bias_scaling=0.2, ridge=1e-10,
@@ -190,10 +195,11 @@ def gru_train(mg, H, steps, lr, seed=0, *, train=3000, batch=32, window=100, war
     return net, losses, time.process_time() - cpu0
 
 
-def gru_scores(net, mg, lo, hi, starts, horizon=84):
+def gru_scores(net, mg, lo, hi, starts, horizon=84, return_curve=False):
     """As ``esn_scores`` for a trained GRU: one teacher-forced pass over the series gives the
     one-step predictions and the hidden state h after s_0 .. s_{t0-1}; then ``horizon`` steps in
-    closed loop from u = s_{t0}. Returns (one_step, nrmse_h)."""
+    closed loop from u = s_{t0}. Returns (one_step, nrmse_h), and with ``return_curve`` the
+    NRMSE after each free-running step (horizon,) as a third entry."""
     import torch  # noqa: PLC0415
 
     series = torch.tensor(mg, dtype=torch.float32)
@@ -203,10 +209,15 @@ def gru_scores(net, mg, lo, hi, starts, horizon=84):
         one_step = esn.nrmse(mg[lo + 1:hi + 1], pred[lo:hi])
         hs = z[0, starts - 1][None].contiguous()                       # (1, S, H)
         u = series[starts][:, None, None]                              # (S, 1, 1)
+        free = []
         for _ in range(horizon):
             u, hs = net(u, hs)
+            free.append(u[:, 0].numpy().astype(np.float64))            # (S, 1)
         err = np.sqrt(np.mean((u[:, 0, 0].numpy().astype(np.float64)
                                - mg[starts + horizon]) ** 2) / mg.var())
+    if return_curve:
+        truth = np.stack([mg[s + 1:s + horizon + 1, None] for s in starts])   # (S, horizon, 1)
+        return float(one_step), float(err), nrmse_by_step(np.stack(free, 1), truth, mg.var())
     return float(one_step), float(err)
 
 
@@ -273,11 +284,13 @@ def _run_mg_esn(mg, c):
         ridge = c["ridges"][0]
     for seed in c["seeds"]:
         cpu0 = time.process_time()
-        one, err = mg_esn(mg, c["N"], ridge=ridge, seed=seed, train=c["train"],
-                          washout=c["washout"], test=(c["test_lo"], c["test_hi"]), starts=starts,
-                          horizon=c["horizon"], **fixed)
+        one, err, free, truth, *_ = mg_esn(mg, c["N"], ridge=ridge, seed=seed, train=c["train"],
+                                           washout=c["washout"], test=(c["test_lo"], c["test_hi"]),
+                                           starts=starts, horizon=c["horizon"], return_run=True,
+                                           **fixed)
         runs.append({"seed": seed, "ridge": ridge, "one_step": one, "nrmse84": err,
-                     "cpu_s": time.process_time() - cpu0})
+                     "cpu_s": time.process_time() - cpu0,
+                     "nrmse_by_step": nrmse_by_step(free, truth, mg.var())})
     return {"N": c["N"], "ridge": ridge, "sweep": sweep, "runs": runs,
             "n_params": esn_params(c["N"]),
             "one_step": _stats([r_["one_step"] for r_ in runs]),
@@ -304,8 +317,10 @@ def _run_gru(mg, c, m):
             net, losses, cpu = nets[lr]
         else:
             net, losses, cpu = gru_train(mg, c["H"], c["steps"], lr, seed, **common)
-        one, err = gru_scores(net, mg, m["test_lo"], m["test_hi"], starts, m["horizon"])
+        one, err, curve = gru_scores(net, mg, m["test_lo"], m["test_hi"], starts, m["horizon"],
+                                     return_curve=True)
         runs.append({"seed": seed, "lr": lr, "one_step": one, "nrmse84": err, "train_cpu_s": cpu,
+                     "nrmse_by_step": curve,
                      "loss_last_100": float(np.mean(losses[-100:])), "losses_every_50": losses[::50]})
     return {"H": c["H"], "steps": c["steps"], "lr": lr, "sweep": sweep, "runs": runs,
             "n_params": {"trained": gru_params(c["H"]), "fixed": 0},
