@@ -1,7 +1,9 @@
-"""experiments.charlm_compare's gate recording (chapter 2, figure 2.4): what it reads is the LSTM's."""
+"""experiments.charlm_compare (chapters 1-2): the gate recording of figure 2.4 reads the LSTM's own gates;
+the cosine schedule, the convergence check and a tiny run that selects the rate per model."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rnnkit import charlm, lstm
 from rnnkit.experiments import charlm_compare as cc
@@ -30,3 +32,65 @@ def test_gate_record_reads_the_lstms_own_gates():
         s = rec["summary"][k]
         assert 0 < s["mean"] < 1 and len(s["unit_mean"]) == 7
         assert 0 <= s["below_0.1"] <= 1 and 0 <= s["above_0.9"] <= 1
+
+
+def test_cosine_rate_runs_from_the_peak_to_the_final_rate():
+    rates = [cc.cosine_rate(1e-2, t, 101, 0.01) for t in range(1, 102)]
+    assert rates[0] == 1e-2 and abs(rates[-1] - 1e-4) < 1e-15
+    assert abs(rates[50] - 0.5 * (1e-2 + 1e-4)) < 1e-15                # half-way: the mean
+    assert all(a > b for a, b in zip(rates, rates[1:]))                 # falls at every update
+
+
+def test_scheduled_sets_the_rate_before_each_update():
+    from rnnkit import train
+    p, opt = {"w": np.ones(3)}, cc.Scheduled(train.SGD(lr=0.1), 5, 0.1)
+    for _ in range(5):
+        before = p["w"].copy()
+        opt.step(p, {"w": np.ones(3)})
+        np.testing.assert_allclose(before - p["w"], opt.rates[-1])     # SGD: the step is the rate
+    np.testing.assert_allclose(opt.rates, [cc.cosine_rate(0.1, t, 5, 0.1) for t in range(1, 6)])
+
+
+def test_convergence_reads_the_last_window_of_the_curve():
+    curve = {"step": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+             "val_bits": [3.0, 2.5, 2.2, 2.1, 2.05, 2.02, 2.0, 1.99, 1.985, 1.98]}
+    c = cc.convergence(curve, 100, 0.1, 0.01)
+    assert c["from_step"] == 90 and abs(c["change"] + 0.005) < 1e-12 and c["converged"]
+    c = cc.convergence(curve, 100, 0.3, 0.01)                           # from step 70: -0.02
+    assert c["from_step"] == 70 and abs(c["change"] + 0.02) < 1e-12 and not c["converged"]
+    with pytest.raises(ValueError, match="curve"):
+        cc.convergence(curve, 100, 0.15, 0.01)                          # no evaluation at step 85
+
+
+def test_tiny_run_schedules_selects_per_model_and_records_convergence():
+    out = cc.run("tiny")
+    cfg, fig = out["config"], out["figures"]
+    for kind in ("elman", "lstm"):
+        runs, best = fig["sweep"][kind], fig["best"][kind]
+        assert [r["lr"] for r in runs] == cfg["lrs"]
+        assert best["val_bits"] == min(r["val_bits"] for r in runs)    # lr chosen on validation
+        assert best["H"] == cfg["widths"][kind]
+        for r in runs:
+            assert abs(r["lr_final"] - cfg["lr_final_ratio"] * r["lr"]) < 1e-12   # the schedule ran
+            assert r["curve"]["step"][-1] == cfg["steps"] and r["curve"]["val_bits"][-1] == r["val_bits"]
+            window = cc.convergence(r["curve"], cfg["steps"], cfg["conv_window"], cfg["conv_threshold"])
+            assert {k: r["convergence"][k] for k in window if k != "converged"} == \
+                {k: v for k, v in window.items() if k != "converged"}
+            assert abs(r["perplexity"] - 2 ** r["val_bits"]) < 1e-9
+        # the doubling test: the chosen rate again, the schedule squeezed into half the steps
+        conv, half = best["convergence"], fig["half_schedule"][kind]
+        assert half["steps"] == cfg["steps"] // 2 and half["lr"] == best["lr"]
+        assert half["curve"]["step"][-1] == half["steps"] and half["val_bits"] != best["val_bits"]
+        assert abs(conv["doubling"]["gain"] - (half["val_bits"] - best["val_bits"])) < 1e-12
+        assert conv["settled"] == (abs(conv["change"]) < cfg["conv_threshold"])
+        assert conv["converged"] == (conv["settled"] and conv["doubling"]["gain"] < cfg["doubling_threshold"])
+        assert fig["converged"][kind] == conv["converged"]
+    assert fig["lstm_gates"]["H"] == cfg["widths"]["lstm"]
+    with pytest.raises(ValueError, match="size"):
+        cc.run("huge")
+
+
+def test_run_refuses_a_config_without_evaluations_at_the_convergence_windows(monkeypatch):
+    monkeypatch.setitem(cc.CONFIGS, "odd", {**cc.CONFIGS["tiny"], "steps": 30, "eval_every": 4})
+    with pytest.raises(ValueError, match="eval_every"):
+        cc.run("odd")

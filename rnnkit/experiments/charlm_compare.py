@@ -6,14 +6,34 @@ and gradient clipping at norm 5 on random windows of the training part of Genesi
 network has ``H_elman`` units; the LSTM's H is the one whose total parameter count (cell plus
 readout) is closest to the Elman network's, so the two are compared at (about) equal size, both
 counts reported. The learning rate is picked per model from a small sweep by the validation loss
-at the end of training (the same steps, batches and seed for every run).
+at the end of training (the same steps, batches, schedule and seed for every run).
+
+Learning-rate schedule: the rate of update t = 1 ... S (S = ``steps``) follows a cosine from the
+peak rate eta (the swept value) down to ``lr_final_ratio * eta`` at the last update (Loshchilov
+and Hutter, SGDR, ICLR 2017, without restarts):
+
+    eta_t = eta_min + (eta - eta_min) * (1 + cos(pi * (t - 1) / (S - 1))) / 2,   eta_min = r * eta
+
+Convergence is measured, not assumed, by two tests on the chosen model of each kind:
+
+1. settled: ``convergence`` takes the validation curve and reports the change of validation
+   bits/char over the last ``conv_window`` (a fraction) of the steps; it must be smaller in size
+   than ``conv_threshold``. Under a decaying rate this is a weak test (in the last tenth of a
+   cosine the rate is below 2.5 % of its peak, so little can change there whatever the model's
+   state): it says the run has settled, not that more training would not help. Hence
+2. doubling: the same model, seed and peak rate is trained again with the whole schedule squeezed
+   into half the steps; the gain of the full run over the half run, in validation bits/char,
+   must be smaller than ``doubling_threshold``. A gain that small from doubling the budget is
+   what "converged" means here.
+
+A model counts as converged when it passes both. Neither test says that a wider model, another
+architecture or a different rate could not do better.
 
 Reported per model: bits per character on a fixed validation stretch read with the state carried
 (the cross-entropy in base 2; lower is better) and the per-character perplexity 2^bits (the
 effective number of equally likely next characters); the learning curves (validation bits every
-``eval_every`` steps, mean training bits per block of ``eval_every`` steps), so a reader can see
-how near convergence each model is. Reference points: the unigram entropy of the training text,
-and log2 V for a uniform guess.
+``eval_every`` steps, mean training bits per block of ``eval_every`` steps) and the convergence
+check. Reference points: the unigram entropy of the training text, and log2 V for a uniform guess.
 
 For chapter 2's figure 2.4 the best LSTM (the lr chosen above) is also read inside: ``gate_record``
 runs it over the same validation stretch with the state carried and keeps (2.2), (2.3), (2.6)
@@ -27,6 +47,7 @@ run without it.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -34,13 +55,23 @@ import numpy as np
 from .. import charlm, elman, lstm, train
 from ..tasks import load_corpus
 
-__all__ = ["CONFIGS", "param_count", "matched_lstm_width", "train_model", "gate_record", "run"]
+__all__ = ["CONFIGS", "param_count", "matched_lstm_width", "cosine_rate", "Scheduled", "convergence",
+           "train_model", "gate_record", "run"]
+
+# Shared by every size: the schedule's final rate (a fraction of the peak) and the convergence test.
+SCHEDULE = {"lr_final_ratio": 0.01, "conv_window": 0.1, "conv_threshold": 0.01,
+            "doubling_threshold": 0.02}
 
 CONFIGS = {
+    # the chapter's live run (chapter 2): one rate, no sweep
     "small": {"H_elman": 64, "steps": 200, "lrs": [3e-3], "B": 32, "L": 64, "n_val": 4000, "seed": 0,
-              "eval_every": 100, "trace_len": 100, "n_trace_units": 12},
-    "large": {"H_elman": 128, "steps": 2000, "lrs": [2e-3, 5e-3], "B": 32, "L": 64, "n_val": 8000,
-              "seed": 0, "eval_every": 250, "trace_len": 100, "n_trace_units": 12},
+              "eval_every": 10, "trace_len": 100, "n_trace_units": 12, **SCHEDULE},
+    # the recorded run read by chapters 1 and 2 (figure 2.4)
+    "large": {"H_elman": 128, "steps": 4000, "lrs": [1e-2, 2e-2], "B": 32, "L": 64, "n_val": 8000,
+              "seed": 0, "eval_every": 200, "trace_len": 100, "n_trace_units": 12, **SCHEDULE},
+    # the unit test's run
+    "tiny": {"H_elman": 8, "steps": 20, "lrs": [3e-3, 1e-2], "B": 4, "L": 16, "n_val": 400, "seed": 0,
+             "eval_every": 1, "trace_len": 30, "n_trace_units": 3, **SCHEDULE},
 }
 
 
@@ -54,6 +85,44 @@ def matched_lstm_width(V: int, H_elman: int) -> int:
     """The LSTM width whose parameter count is closest to an Elman char-LM of width H_elman."""
     target = param_count("elman", V, H_elman)
     return min(range(1, 2 * H_elman + 1), key=lambda H: abs(param_count("lstm", V, H) - target))
+
+
+def cosine_rate(lr: float, t: int, n_steps: int, final_ratio: float) -> float:
+    """The rate of update t = 1 ... n_steps: a cosine from lr down to final_ratio * lr."""
+    lr_min = final_ratio * lr
+    frac = (t - 1) / (n_steps - 1) if n_steps > 1 else 1.0
+    return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+class Scheduled:
+    """An optimiser whose ``lr`` follows ``cosine_rate``: sets it, then takes the wrapped step."""
+
+    def __init__(self, opt: train.Optimizer, n_steps: int, final_ratio: float) -> None:
+        self.opt, self.peak, self.n_steps, self.final_ratio = opt, opt.lr, n_steps, final_ratio
+        self.t = 0
+        self.rates: list[float] = []                      # the rate used at each update
+
+    def step(self, params, grads) -> None:
+        self.t += 1
+        self.opt.lr = cosine_rate(self.peak, self.t, self.n_steps, self.final_ratio)
+        self.rates.append(self.opt.lr)
+        self.opt.step(params, grads)
+
+
+def convergence(curve: dict, n_steps: int, window: float, threshold: float) -> dict:
+    """Change of validation bits/char over the last ``window`` (a fraction) of the steps.
+
+    ``curve`` holds "step" and "val_bits" lists; an evaluation must fall exactly on step
+    n_steps - round(window * n_steps). Converged: |change| < threshold (bits/char).
+    """
+    start = n_steps - round(window * n_steps)
+    if start not in curve["step"] or curve["step"][-1] != n_steps:
+        raise ValueError(f"curve: expected evaluations at steps {start} and {n_steps}, "
+                         f"got {curve['step']}")
+    before, after = curve["val_bits"][curve["step"].index(start)], curve["val_bits"][-1]
+    return {"from_step": start, "to_step": n_steps, "val_bits_from": before, "val_bits_to": after,
+            "change": after - before, "threshold": threshold,
+            "converged": bool(abs(after - before) < threshold)}
 
 
 def train_model(kind: str, H: int, lr: float, cfg: dict, corpus, val_ids,
@@ -70,7 +139,8 @@ def train_model(kind: str, H: int, lr: float, cfg: dict, corpus, val_ids,
 
     cpu0 = time.process_time()
     every = cfg["eval_every"]
-    hist = train.fit(step_fn, params, train.Adam(lr=lr),
+    opt = Scheduled(train.Adam(lr=lr), cfg["steps"], cfg["lr_final_ratio"])
+    hist = train.fit(step_fn, params, opt,
                      lambda step: corpus.random_windows(data_rng, cfg["B"], cfg["L"]),
                      n_steps=cfg["steps"], clip=5.0, progress=False,
                      eval_fn=lambda p: {"val_bits": float(charlm.evaluate(cell, p, val_ids, L=256))},
@@ -79,11 +149,14 @@ def train_model(kind: str, H: int, lr: float, cfg: dict, corpus, val_ids,
     n_params = sum(int(v.size) for part in params.values() for v in part.values())
     assert n_params == param_count(kind, corpus.V, H)
     losses = np.asarray(hist.losses) / np.log(2)                   # nats -> bits, per step
-    out = {"H": H, "lr": lr, "params": n_params, "val_bits": bits, "perplexity": 2.0 ** bits,
-           "final_train_bits": float(np.mean(losses[-50:])),
-           "curve": {"step": [s for s, _ in hist.evals],
-                     "val_bits": [e["val_bits"] for _, e in hist.evals],
-                     "train_bits": [float(np.mean(losses[max(0, s - every):s])) for s, _ in hist.evals]},
+    curve = {"step": [s for s, _ in hist.evals],
+             "val_bits": [e["val_bits"] for _, e in hist.evals],
+             "train_bits": [float(np.mean(losses[max(0, s - every):s])) for s, _ in hist.evals],
+             "lr": [opt.rates[s - 1] for s, _ in hist.evals]}
+    out = {"H": H, "lr": lr, "lr_final": opt.rates[-1], "params": n_params, "val_bits": bits,
+           "perplexity": 2.0 ** bits, "final_train_bits": float(np.mean(losses[-50:])),
+           "curve": curve,
+           "convergence": convergence(curve, cfg["steps"], cfg["conv_window"], cfg["conv_threshold"]),
            "cpu_s": time.process_time() - cpu0}
     if keep_params:
         out["_params"] = params
@@ -125,10 +198,15 @@ def gate_record(params: dict, corpus, val_ids, cfg: dict) -> dict:
 
 
 def run(size: str = "small") -> dict:
-    """Elman and LSTM char-LMs at equal parameter counts; ``size`` is "small" or "large"."""
+    """Elman and LSTM char-LMs at equal parameter counts; ``size`` is "tiny", "small" or "large"."""
     if size not in CONFIGS:
         raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
     cfg = CONFIGS[size]
+    for n in (cfg["steps"], cfg["steps"] // 2):            # both tests need these evaluations
+        start = n - round(cfg["conv_window"] * n)
+        if start % cfg["eval_every"] or n % cfg["eval_every"]:
+            raise ValueError(f"eval_every: {cfg['eval_every']} must divide {start} and {n} "
+                             f"(the convergence window of a {n}-step run)")
     corpus = load_corpus("genesis")
     train_ids, val_ids = corpus.split(0.1)
     val = val_ids[:cfg["n_val"]]
@@ -141,13 +219,33 @@ def run(size: str = "small") -> dict:
                         for lr in cfg["lrs"]]
         best[kind] = min(sweeps[kind], key=lambda r: r["val_bits"])
     gates = gate_record(best["lstm"]["_params"], corpus, val, cfg)
+    half_cfg = {**cfg, "steps": cfg["steps"] // 2}
+    half = {}
+    for kind, H in widths.items():                 # the doubling test: the same run in half the steps
+        h = train_model(kind, H, best[kind]["lr"], half_cfg, corpus, val)
+        gain = h["val_bits"] - best[kind]["val_bits"]
+        half[kind] = {"steps": half_cfg["steps"], "lr": h["lr"], "val_bits": h["val_bits"],
+                      "curve": h["curve"], "cpu_s": h["cpu_s"]}
+        conv = best[kind]["convergence"]
+        conv["doubling"] = {"half_steps": half_cfg["steps"], "val_bits_half": h["val_bits"],
+                            "val_bits_full": best[kind]["val_bits"], "gain": gain,
+                            "threshold": cfg["doubling_threshold"],
+                            "passed": bool(gain < cfg["doubling_threshold"])}
+        conv["settled"] = conv["converged"]                  # the last-window test alone
+        conv["converged"] = bool(conv["settled"] and conv["doubling"]["passed"])
     for runs in sweeps.values():
         for r in runs:
             r.pop("_params", None)
     figures = {"unigram_bits": float(-np.sum(freq * np.log2(freq))), "uniform_bits": float(np.log2(corpus.V)),
-               "V": corpus.V, "best": best, "sweep": sweeps, "lstm_gates": gates}
+               "V": corpus.V, "best": best, "sweep": sweeps, "half_schedule": half, "lstm_gates": gates,
+               "converged": {kind: best[kind]["convergence"]["converged"] for kind in best}}
     return {"config": {**cfg, "size": size, "widths": widths, "validation": f"val_ids[:{cfg['n_val']}]",
                        "selection": "lr by validation bits/char at the end of training",
+                       "schedule": f"cosine from lr to {cfg['lr_final_ratio']:g} * lr over the steps",
+                       "convergence": f"|change of validation bits/char over the last "
+                                      f"{cfg['conv_window']:.0%} of the steps| < {cfg['conv_threshold']:g}"
+                                      f" and gain over the same run in {cfg['steps'] // 2} steps < "
+                                      f"{cfg['doubling_threshold']:g} bits/char",
                        "gates": "best LSTM on the validation stretch, state carried from zero; trace: "
                                 "first verse after character 100, the n_trace_units units of largest "
                                 "forget-gate std over the stretch"},
