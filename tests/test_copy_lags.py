@@ -25,25 +25,31 @@ def test_parameter_counts_are_the_models_and_the_large_widths_are_matched():
         E.model("GRU", 8)
 
 
-def test_tiny_run_selects_a_rate_per_cell_on_validation_and_runs_every_seed():
+def test_tiny_run_selects_a_rate_per_cell_and_lag_on_validation_and_runs_every_seed():
     out = E.run("tiny")
     fig, cfg = out["figures"], out["config"]
-    assert len(fig["sweep"]) == len(E.CELLS) * len(cfg["lrs"])
+    lag0 = cfg["select_lags"][0]
     for name in E.CELLS:
-        tries = [s for s in fig["sweep"] if s["cell"] == name]
-        assert all(s["lag"] == cfg["select_lag"] for s in tries)
-        best = max(tries, key=lambda s: (s["val_acc"], -s["val_loss"]))
-        assert best["lr"] == fig["lr"][name]
-        # the first seed's run at the selection lag is the sweep's run at the chosen rate
-        run0 = next(r for r in fig["runs"] if r["cell"] == name and r["lag"] == cfg["select_lag"]
-                    and r["seed"] == cfg["seeds"][0])
-        assert run0["val_loss"] == best["val_loss"] and run0["test_acc"] == best["test_acc"]
-    for r in fig["runs"]:
-        assert r["lr"] == fig["lr"][r["cell"]] and r["lr"] in cfg["lrs"]
-        assert r["n_params"] == fig["n_params"][r["cell"]] and r["width"] == cfg["widths"][r["cell"]]
-        assert 0.0 <= r["test_acc"] <= 1.0 and np.isfinite(r["test_loss"])
-    # every (cell, lag) is either run with every seed or skipped after a lag at chance
-    for name in E.CELLS:
+        ran = [lag for lag in cfg["lags"] if name in fig["summary"][str(lag)]]
+        assert sorted(fig["lr"][name]) == sorted(str(lag) for lag in ran)
+        for lag in ran:
+            runs = [r for r in fig["runs"] if r["cell"] == name and r["lag"] == lag]
+            assert [r["seed"] for r in runs] == cfg["seeds"]
+            assert all(r["lr"] == fig["lr"][name][str(lag)] for r in runs)
+            tries = [s for s in fig["sweep"] if s["cell"] == name and s["lag"] == lag]
+            if lag in cfg["select_lags"]:   # a sweep on validation with the first seed, whose best run is kept
+                assert sorted(s["lr"] for s in tries) == sorted(cfg["lrs"])
+                best = max(tries, key=lambda s: (s["val_acc"], -s["val_loss"]))
+                assert best["lr"] == fig["lr"][name][str(lag)]
+                assert runs[0]["val_loss"] == best["val_loss"] and runs[0]["test_acc"] == best["test_acc"]
+            else:                           # the rate of the latest selection lag (below the first: the first's)
+                assert not tries
+                source = max([k for k in cfg["select_lags"] if k <= lag], default=lag0)
+                assert fig["lr"][name][str(lag)] == fig["lr"][name][str(source)]
+        for r in fig["runs"]:
+            assert r["n_params"] == fig["n_params"][r["cell"]] and r["width"] == cfg["widths"][r["cell"]]
+            assert 0.0 <= r["test_acc"] <= 1.0 and np.isfinite(r["test_loss"]) and r["lr"] in cfg["lrs"]
+        # every lag is either run with every seed or skipped after a lag at chance
         stopped = False
         for lag in cfg["lags"]:
             runs = [r for r in fig["runs"] if r["cell"] == name and r["lag"] == lag]
@@ -53,8 +59,9 @@ def test_tiny_run_selects_a_rate_per_cell_on_validation_and_runs_every_seed():
                 summary = fig["summary"][str(lag)][name]
                 assert summary["test_acc_per_seed"] == [r["test_acc"] for r in runs]
                 assert summary["test_acc_min"] <= summary["test_acc_mean"] <= summary["test_acc_max"]
-                stopped = lag >= cfg["select_lag"] and max(r["val_acc"] for r in runs) < cfg["stop_below"]
+                stopped = lag >= lag0 and max(r["val_acc"] for r in runs) < cfg["stop_below"]
     assert fig["skipped"], "the tiny run is meant to exercise the stopping rule"
+    assert any(str(cfg["select_lags"][1]) in fig["lr"][n] for n in E.CELLS), "and a second selection lag"
     with pytest.raises(ValueError, match="size"):
         E.run("huge")
 
