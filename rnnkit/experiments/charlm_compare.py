@@ -19,8 +19,9 @@ Convergence is measured, not assumed, by two tests on the chosen model of each k
 1. settled: ``convergence`` takes the validation curve and reports the change of validation
    bits/char over the last ``conv_window`` (a fraction) of the steps; it must be smaller in size
    than ``conv_threshold``. Under a decaying rate this is a weak test (in the last tenth of a
-   cosine the rate is below 2.5 % of its peak, so little can change there whatever the model's
-   state): it says the run has settled, not that more training would not help. Hence
+   cosine down to a hundredth the rate is at most 3.5 % of its peak, so little can change there
+   whatever the model's state): it says the run has settled, not that more training would not
+   help. Hence
 2. doubling: the same model, seed and peak rate is trained again with the whole schedule squeezed
    into half the steps; the gain of the full run over the half run, in validation bits/char,
    must be smaller than ``doubling_threshold``. A gain that small from doubling the budget is
