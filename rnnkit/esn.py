@@ -242,8 +242,9 @@ def fit_readout(states, targets, ridge: float = 1e-8, washout: int = 0, inputs=N
 
     Args:
         states: (B, L, N) reservoir states. targets: (B, L, K) wanted outputs y_t.
-        ridge: beta >= 0 (0: least squares by pseudo-inverse). washout: first steps of every
-            sequence left out (the states still remember the arbitrary x_0 there).
+        ridge: the penalty kappa of (7.3), >= 0 (0: least squares by pseudo-inverse).
+        washout: first steps of every sequence left out (the states still remember the arbitrary
+            x_0 there).
         inputs: (B, L, D) to include u_t in the features, or None.
     Returns:
         W_out (F, K), bias in row 0, F = 1 (+ D) + N.

@@ -2,8 +2,8 @@
 
 Equations (chapter 7):
 
-    (7.8)  dx/dt = beta x(t - tau) / (1 + x(t - tau)^p) - gamma x(t)        Mackey-Glass, tau = 17
-    (7.9)  dx/dt = sigma (y - x),  dy/dt = x (rho - z) - y,  dz/dt = x y - b z     Lorenz 1963
+    (7.5)  dx/dt = beta x(t - tau) / (1 + x(t - tau)^p) - gamma x(t)        Mackey-Glass, tau = 17
+    (7.6)  dx/dt = sigma (y - x),  dy/dt = x (rho - z) - y,  dz/dt = x y - b z     Lorenz 1963
 
 Both are integrated with the classical fourth-order Runge-Kutta method. For the delay equation
 the step is h = tau / m (m an integer), so x(t - tau) lies on the stored grid; RK4's half-step
@@ -36,7 +36,7 @@ def _positive(name, value):
 def mackey_glass(n: int, *, tau: float = 17.0, beta: float = 0.2, gamma: float = 0.1,
                  p: float = 10.0, dt: float = 0.1, sample_every: float = 1.0, x0: float = 1.2,
                  discard: float = 0.0) -> np.ndarray:
-    """n samples of the Mackey-Glass series (7.8), one every ``sample_every`` time units.
+    """n samples of the Mackey-Glass series (7.5), one every ``sample_every`` time units.
 
     Args:
         n: number of samples returned. tau, beta, gamma, p: the equation's constants.
@@ -87,7 +87,7 @@ def _lorenz_rhs(s, sigma, rho, b):
 def lorenz(n: int, *, dt: float = 0.01, sample_every: int = 1, sigma: float = 10.0,
            rho: float = 28.0, b: float = 8.0 / 3.0, x0=(1.0, 1.0, 1.0),
            discard: int = 0) -> np.ndarray:
-    """n samples of the Lorenz system (7.9) by RK4 with step dt, every ``sample_every`` steps.
+    """n samples of the Lorenz system (7.6) by RK4 with step dt, every ``sample_every`` steps.
 
     Args:
         x0: (3,) initial state, or (B, 3) to integrate B trajectories at once.
