@@ -87,7 +87,7 @@ def offending_numbers(text: str) -> list[str]:
 # unglued numbers, counted when the detector was written. The count of a chapter may only go
 # down (lower it here when a chapter is fixed, and delete the line at zero); every chapter not
 # listed, chapters 14 onwards among them, must have none.
-RETROFIT_BUDGET = {"09_scans": 0, "10_lru": 0, "11_gated_linear_rnns": 4}
+RETROFIT_BUDGET = {"09_scans": 0, "10_lru": 0}
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
