@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 try:  # the shared error measure of the library; a local copy keeps the helpers importable alone
-    from rnnkit.testing import max_errors
+    from rnnkit.core.testing import max_errors
 except ImportError:  # pragma: no cover - rnnkit is installed wherever the notebooks run
     def max_errors(ref, got):
         ref, got = np.asarray(ref), np.asarray(got)
@@ -211,7 +211,7 @@ def check_array(name: str, got: Any, expected: Any, *, rtol: float = 1e-8, atol:
     Args:
         name: what is compared, as the exercise names it (``"dW_hh"``).
         got: the student's array.  expected: the reference array.
-        rtol, atol: tolerances (the comparison is that of ``rnnkit.testing.assert_close``).
+        rtol, atol: tolerances (the comparison is that of ``rnnkit.core.testing.assert_close``).
         hint: what to look at when the check fails (cite the chapter's equation).
         mistakes: ``{"description of a common mistake": the array that mistake produces}``;
             a match is named in the message.

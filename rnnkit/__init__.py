@@ -11,16 +11,32 @@ have ``backward``. Models, in book order:
 - Part III: ``scan`` (parallel prefix scans), ``lru``, ``mingru``, ``rglru``, ``hgrn``;
 - Part IV: ``hippo``, ``discretize``, ``lmu`` (LMU and LSSL), ``s4``, ``s4d``.
 
-Shared pieces: ``backend`` (NumPy/CuPy/torch), ``checks`` (input validation), ``testing``
-(closeness and numerical gradients), ``layers`` (readout and loss), ``charlm`` (character
-language model around any cell), ``seqclass`` (sequence classification with torch autograd
-around any layer), ``train`` (optimisers and loop), ``tasks`` (data), ``bench`` (benchmarks),
-``show`` (notebook helpers).
+- Part V: ``mamba``, ``mamba2``; Part VI: ``retnet``, ``linear_attention``, ``deltanet``,
+  ``rwkv``, ``xlstm`` (and ``transformer``, the softmax baseline); Part VII: ``ttt``,
+  ``titans``, ``miras``.
+
+Every model is a flat module at the top of the package (``from rnnkit import lstm``); the
+infrastructure lives in subpackages:
+
+- ``rnnkit.core``: ``backend`` (NumPy/CuPy/torch), ``checks`` (input validation), ``testing``
+  (closeness and numerical gradients), ``interop`` (torch modules from rnnkit parameters),
+  ``registry`` (every model that follows rnnkit/PROTOCOL.md), ``results`` (recorded runs) and
+  ``show`` (notebook helpers);
+- ``rnnkit.training``: ``layers`` (readout and loss), ``train`` (optimisers and loop),
+  ``seqclass`` (sequence classification with torch autograd around any layer), ``charlm``
+  (character language model around any cell);
+- ``rnnkit.bench`` (the benchmark harness and one suite per model, ``python -m rnnkit.bench``),
+  ``rnnkit.experiments`` (large runs, ``python -m rnnkit.experiments``), ``rnnkit.tasks``
+  (data) and ``rnnkit.kernels`` (CUDA kernels for CuPy).
+
+``backend``, ``checks``, ``testing``, ``layers``, ``train``, ``seqclass`` and ``charlm`` are also
+attributes of the package (``rnnkit.backend.xp_of``), as they were before the move.
 """
-from . import (attention, backend, charlm, checks, discretize, elman, esn, gru, hgrn, hippo, layers,
-               lem, lmu, lru, lstm, mingru, orthogonal, rglru, rtrl, s4, s4d, scan, scrn, seq2seq,
-               seqclass, stack, tasks, testing, train)
-from .backend import gpu_available, to_numpy, xp_of
+from . import (attention, discretize, elman, esn, gru, hgrn, hippo, lem, lmu, lru, lstm, mingru, orthogonal,
+               rglru, rtrl, s4, s4d, scan, scrn, seq2seq, stack, tasks)
+from .core import backend, checks, testing
+from .training import charlm, layers, seqclass, train
+from .core.backend import gpu_available, to_numpy, xp_of
 from .scan import linear_scan, linear_scan_backward, log_space_scan
 
 __version__ = "0.1.0"

@@ -51,8 +51,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "keys", "scores", "masked_softmax", "forward", "backward", "AttentionCache",
            "check_mask", "score_of", "SCORES"]

@@ -44,8 +44,8 @@ from typing import NamedTuple
 
 import array_api_compat
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_positive_int, check_shape
 
 __all__ = ["delta_rule", "gated_delta_rule", "deltaproduct", "delta_rule_backward",
            "l2_normalize", "wy_factors", "FORMS"]

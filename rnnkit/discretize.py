@@ -52,8 +52,8 @@ import math
 
 import numpy as np
 
-from .backend import device_of, xp_of
-from .checks import check_floating, check_shape
+from .core.backend import device_of, xp_of
+from .core.checks import check_floating, check_shape
 
 __all__ = ["METHODS", "discretize", "forward_euler", "backward_euler", "bilinear", "gbt", "zoh",
            "expm", "eigenvalue_map"]

@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "step", "forward", "backward", "zero_state", "example", "forward_layers",
            "from_torch", "ElmanCache", "STATE", "FORMS"]

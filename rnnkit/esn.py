@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import eye, to_numpy, xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import eye, to_numpy, xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "init_residual", "init_deep", "scale_spectral_radius", "step", "forward",
            "forward_deep", "features", "fit_readout", "predict", "generate", "memory_capacity",

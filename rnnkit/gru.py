@@ -54,8 +54,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import device_of, xp_of, zeros
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import device_of, xp_of, zeros
+from .core.checks import check_floating, check_positive_int, check_shape
 from .lstm import sigmoid
 
 __all__ = ["init", "step", "forward", "backward", "zero_state", "example", "from_torch", "GRUCache",

@@ -38,7 +38,7 @@ accurate in dt; sampling at the step ends f(t_k) makes them first-order (a half-
 
 Shapes: A (N, N), B (N,), samples (L,), coefficients (L, N) (N the number of coefficients).
 The module is NumPy-only: it builds constant matrices and reference projections (move them to
-another backend with ``rnnkit.backend.to_backend``).
+another backend with ``rnnkit.core.backend.to_backend``).
 
 References:
     A. Gu, T. Dao, S. Ermon, A. Rudra, C. Ré, "HiPPO: Recurrent Memory with Optimal Polynomial
@@ -56,7 +56,7 @@ import functools
 import numpy as np
 from numpy.polynomial import laguerre, legendre
 
-from .checks import check_floating, check_positive_int, check_shape
+from .core.checks import check_floating, check_positive_int, check_shape
 from .discretize import METHODS, discretize
 
 __all__ = ["MEASURES", "transition", "basis", "project", "compress", "reconstruct"]

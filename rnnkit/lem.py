@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 from .lstm import sigmoid
 
 __all__ = ["init", "step", "forward", "ode_rhs", "zero_state", "example", "STATE", "FORMS"]

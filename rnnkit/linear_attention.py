@@ -51,8 +51,8 @@ import math
 
 import array_api_compat
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_positive_int, check_shape
 
 __all__ = ["linear_attention", "gla", "hgrn2", "feature", "FEATURE_MAPS", "FORMS"]
 

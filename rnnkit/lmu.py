@@ -49,8 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import device_of, xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import device_of, xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 from .discretize import bilinear, zoh
 from .hippo import transition
 

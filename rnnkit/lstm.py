@@ -69,8 +69,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import device_of, xp_of, zeros
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import device_of, xp_of, zeros
+from .core.checks import check_floating, check_positive_int, check_shape
 
 __all__ = ["init", "step", "forward", "backward", "zero_state", "example", "from_torch", "cell",
            "sigmoid", "LSTMCache", "FORMS",
@@ -392,7 +392,7 @@ def backward(params: dict, dh_all, cache: LSTMCache, dstate=None, *, truncate: i
 def cell(variant: str = "vanilla") -> SimpleNamespace:
     """The LSTM surface with ``variant`` bound, for code that takes a cell module.
 
-    ``rnnkit.charlm`` and ``rnnkit.stack`` call ``cell.init``, ``cell.forward(params, x, state)``
+    ``rnnkit.training.charlm`` and ``rnnkit.stack`` call ``cell.init``, ``cell.forward(params, x, state)``
     and ``cell.backward``; the parameters alone cannot say whether a 3-gate LSTM is NFG or CIFG,
     so pass ``lstm.cell("coupled")`` to them instead of the module.
     """

@@ -42,8 +42,8 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_positive_int, check_shape
 from .scan import linear_scan, linear_scan_backward, sigmoid, softplus
 
 __all__ = ["SCAN_FORMS", "FORMS", "MambaState", "selective_scan", "selective_scan_backward",

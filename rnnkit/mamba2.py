@@ -37,8 +37,8 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_positive_int, check_shape
 from .mamba import silu
 from .scan import softplus
 

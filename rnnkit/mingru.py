@@ -40,8 +40,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import xp_of, zeros
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of, zeros
+from .core.checks import check_floating, check_positive_int, check_shape
 from .scan import linear_scan, linear_scan_backward, log_sigmoid, log_space_scan, sigmoid, softplus
 
 __all__ = ["init", "step", "forward", "forward_scan", "backward", "zero_state", "example",

@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import math
 
-from .backend import xp_of
-from .backend import zeros as _zeros
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.backend import zeros as _zeros
+from .core.checks import check_floating, check_positive_int, check_shape
 from .titans import l2_grad, memory_core
 
 __all__ = ["online_memory", "bias_grad", "omega", "longhorn", "polynomial_features", "RULES",

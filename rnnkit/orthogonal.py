@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import eye, xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import eye, xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["init", "skew", "cayley", "recurrent_matrix", "modrelu", "step", "forward",
            "zero_state", "example", "NONLINEARITIES", "STATE", "FORMS"]

@@ -36,8 +36,8 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_positive_int, check_shape
 
 __all__ = ["retention", "decay_mask", "rotate", "gammas", "RetNetState", "init", "step", "forward",
            "forward_parallel", "forward_chunkwise", "zero_state", "example", "n_params",

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 from .scan import linear_scan, sigmoid, softplus
 
 __all__ = ["init", "step", "forward", "forward_scan", "zero_state", "example", "C_DEFAULT", "FORMS"]

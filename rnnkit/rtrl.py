@@ -36,9 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import elman, layers
-from .backend import eye, xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from . import elman
+from .training import layers
+from .core.backend import eye, xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["Sensitivities", "init_sensitivities", "step", "accumulate", "gradients",
            "state_size", "train_online", "OnlineResult"]

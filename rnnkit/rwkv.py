@@ -36,8 +36,8 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["WKVState", "State", "wkv4", "wkv4_naive", "wkv6", "wkv7", "init", "step", "forward",
            "zero_state", "example", "FORMS", "WKV6_FORMS"]

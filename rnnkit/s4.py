@@ -61,8 +61,8 @@ from __future__ import annotations
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 from .discretize import bilinear
 from .hippo import transition
 from .lmu import fft_conv, ssm_kernel, ssm_scan, ssm_step

@@ -34,8 +34,8 @@ import math
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 from .lmu import fft_conv
 
 __all__ = ["INITS", "init", "discretize", "kernel", "kernel_naive", "kernel_continuous", "step",
@@ -210,7 +210,7 @@ def forward_conv(params: dict, u, method: str = "zoh"):
 
 def split_complex(params: dict) -> dict:
     """Complex entries k -> real arrays k_re, k_im (for optimisers and trainers that only take
-    real tensors, such as ``rnnkit.seqclass``); real entries unchanged. Works for S4 params too."""
+    real tensors, such as ``rnnkit.training.seqclass``); real entries unchanged. Works for S4 params too."""
     out = {}
     for k, v in params.items():
         if array_api_compat.array_namespace(v).isdtype(v.dtype, "complex floating"):

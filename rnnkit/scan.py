@@ -52,8 +52,8 @@ import math
 
 import array_api_compat
 
-from .backend import is_torch, xp_of
-from .checks import check_floating, check_positive_int
+from .core.backend import is_torch, xp_of
+from .core.checks import check_floating, check_positive_int
 
 __all__ = ["METHODS", "linear_scan", "log_space_scan", "linear_scan_backward", "default_chunk_size",
            "softplus", "sigmoid", "log_sigmoid"]

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import device_of, eye, xp_of, zeros
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import device_of, eye, xp_of, zeros
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 from .lstm import sigmoid
 
 __all__ = ["init", "step", "forward", "context_parallel", "recurrent_matrix", "zero_state", "example",

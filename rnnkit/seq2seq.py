@@ -47,9 +47,9 @@ import array_api_compat
 import numpy as np
 
 from . import attention, gru
-from .backend import to_numpy, xp_of
-from .checks import check_positive_int, check_shape
-from .layers import linear_init, log_softmax
+from .core.backend import to_numpy, xp_of
+from .core.checks import check_positive_int, check_shape
+from .training.layers import linear_init, log_softmax
 
 __all__ = ["init", "encode", "step", "forward", "log_likelihood", "loss", "greedy_decode",
            "beam_search", "Encoded"]

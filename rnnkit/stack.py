@@ -26,7 +26,7 @@ A cell is any model module that follows rnnkit/PROTOCOL.md (``forward(params, x,
 backward, ``forward(..., return_cache=True)`` and ``backward(params, dy, cache, dstate)``): every
 cell of the book runs forward in a stack, and those with a hand-derived backward (elman, lstm, gru,
 mingru, lru) run backward too. A cell whose options are not the defaults is passed bound,
-``rnnkit.registry.bind(rnnkit.scrn, alpha=0.9)`` (``lstm.cell(variant)`` is the same for the LSTM).
+``rnnkit.core.registry.bind(rnnkit.scrn, alpha=0.9)`` (``lstm.cell(variant)`` is the same for the LSTM).
 Its ``STATE`` attribute names the parts of its state, ("h",) (a bare (B, H) array; the default when
 absent) or several names (a tuple of arrays, e.g. ("h", "c") for the LSTM, ("h", "s") for the SCRN,
 whose parts may differ in width).
@@ -44,8 +44,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .backend import xp_of
-from .checks import check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_positive_int, check_shape
 
 __all__ = ["forward_deep", "backward_deep", "forward_bidirectional", "backward_bidirectional",
            "from_torch", "state_names", "DeepCache", "BidirectionalCache"]
@@ -146,7 +146,7 @@ def _forward_cell(cell, params, x, state, return_cache):
     if not callable(getattr(cell, "backward", None)):
         raise ValueError(f"cell: {_cell_name(cell)} has no hand-derived backward, so a stack of it "
                          "cannot return a cache for backward_deep; train it with torch autograd "
-                         "(rnnkit.seqclass) or call forward_deep without return_cache")
+                         "(rnnkit.training.seqclass) or call forward_deep without return_cache")
     y, last, cache = cell.forward(params, x, state, return_cache=True)
     return y, last, cache
 
@@ -272,7 +272,7 @@ def backward_deep(cell, layers: list, dy, cache: DeepCache, dstate=None,
     check_shape("dy", dy, "B L Y", dims, src)
     if not callable(getattr(cell, "backward", None)):
         raise ValueError(f"cell: {_cell_name(cell)} has no hand-derived backward; train it with "
-                         "torch autograd (rnnkit.seqclass)")
+                         "torch autograd (rnnkit.training.seqclass)")
     # The slots' widths are checked against each other here and against each layer by the
     # cell's own backward (a cell's output need not be as wide as its state: the LRU's is D).
     if dstate is not None:

@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .backend import is_torch, xp_of
-from .backend import zeros as _zeros
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import is_torch, xp_of
+from .core.backend import zeros as _zeros
+from .core.checks import check_floating, check_positive_int, check_shape
 from .scan import linear_scan
 
 __all__ = ["linear_memory", "mlp_memory", "memory_core", "l2_grad", "mlp_grads", "MemoryState",

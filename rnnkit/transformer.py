@@ -33,8 +33,8 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_positive_int, check_shape
 from .retnet import rotate
 
 __all__ = ["softmax_attention", "KVCache", "init", "forward", "step", "zero_state", "n_params",

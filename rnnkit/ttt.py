@@ -27,9 +27,9 @@ References:
 """
 from __future__ import annotations
 
-from .backend import xp_of
-from .backend import zeros as _zeros
-from .checks import check_floating, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.backend import zeros as _zeros
+from .core.checks import check_floating, check_positive_int, check_shape
 from .titans import l2_grad, memory_core, mlp_memory
 
 __all__ = ["ttt_linear", "ttt_mlp", "inner_lr", "init_layer", "ttt_layer", "FORMS"]

@@ -45,8 +45,8 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_params, check_positive_int, check_shape
+from .core.backend import xp_of
+from .core.checks import check_floating, check_params, check_positive_int, check_shape
 
 __all__ = ["SState", "MState", "slstm_init", "slstm_step", "slstm_forward", "mlstm",
            "init", "step", "forward", "forward_parallel", "forward_chunkwise", "zero_state",

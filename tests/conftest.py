@@ -4,7 +4,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from rnnkit.backend import gpu_available
+from rnnkit.core.backend import gpu_available
 
 # Property tests run few, small examples: the suite must stay well under CI's budget.
 settings.register_profile("rnnkit", max_examples=25, deadline=None,

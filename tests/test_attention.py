@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit import attention
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12      # float64, two exact implementations of the same equations
 RTOL_FD = 1e-6    # central differences with eps = 1e-6 on O(1) functions

@@ -1,4 +1,4 @@
-"""Tests for the benchmark harness rnnkit.bench and chapter 1's rnnkit.benchmarks.elman."""
+"""Tests for the benchmark harness rnnkit.bench and chapter 1's rnnkit.bench.elman."""
 import datetime as dt
 import json
 import platform
@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from rnnkit import bench  # noqa: E402
-from rnnkit.backend import gpu_available, torch_cuda_available  # noqa: E402
-from rnnkit.benchmarks import elman as elman_bench  # noqa: E402
+from rnnkit.core.backend import gpu_available, torch_cuda_available  # noqa: E402
+from rnnkit.bench import elman as elman_bench  # noqa: E402
 
 FAKE_CPU = {"date": "2025-03-04T05:06:07+00:00",
             "cpu": "Intel(R) Xeon(R) Platinum 8480C CPU @ 2.00GHz", "gpu": None,
@@ -183,7 +183,7 @@ def test_benchmark_names_that_break_file_names_are_rejected(name, tmp_path):
 def test_default_results_dir_is_the_repositorys_chapters_results():
     d = bench.default_results_dir()
     assert d.parts[-2:] == ("chapters", "results")
-    assert (d.parent.parent / "rnnkit" / "bench.py").exists()
+    assert (d.parent.parent / "rnnkit" / "bench" / "__init__.py").exists()
 
 
 # ------------------------------------------------------------------------- ratio and plot
@@ -322,7 +322,7 @@ def test_cli_all_runs_every_registered_benchmark(tmp_path, monkeypatch):
     def fake(quick):
         return [_record("numpy", "forward", 4, 1e-3)]
 
-    monkeypatch.setattr("rnnkit.benchmarks.BENCHMARKS", {"toy": fake, "toy-two": fake})
+    monkeypatch.setattr("rnnkit.bench.BENCHMARKS", {"toy": fake, "toy-two": fake})
     paths = bench.main(["--all", "--results-dir", str(tmp_path), "--allow-dirty", "--allow-busy"])
     assert sorted(p.name.split("__")[0] for p in paths) == ["toy", "toy-two"]
 
@@ -332,7 +332,7 @@ def _fake_machine(monkeypatch, dirty, load_before, load_during):
     monkeypatch.setattr(bench, "machine_info", lambda: dict(info, git_dirty=dirty))
     monkeypatch.setattr(bench, "measure_other_load", lambda seconds=5.0: load_before)
     monkeypatch.setattr(bench, "_other_cpu_load", lambda before, after: load_during)
-    monkeypatch.setattr("rnnkit.benchmarks.BENCHMARKS",
+    monkeypatch.setattr("rnnkit.bench.BENCHMARKS",
                         {"toy": lambda quick: [_record("numpy", "forward", 4, 1e-3)]})
 
 

@@ -1,11 +1,11 @@
-"""The chapter 4 benchmark (rnnkit.benchmarks.deep): quick mode records every layout, and its
+"""The chapter 4 benchmark (rnnkit.bench.deep): quick mode records every layout, and its
 agreement check fails when torch computes a different network."""
 from __future__ import annotations
 
 import pytest
 
-from rnnkit.benchmarks import BENCHMARKS
-from rnnkit.benchmarks import deep as deep_bench
+from rnnkit.bench import BENCHMARKS
+from rnnkit.bench import deep as deep_bench
 
 CPU_ONLY = {"numpy": True, "torch-cpu": True, "cupy": False, "torch-cuda": False}
 
@@ -39,7 +39,7 @@ def test_deep_benchmark_is_registered_and_records_every_layout(one_torch_thread)
 def test_deep_agreement_check_catches_a_different_network(one_torch_thread, cell_name, K,
                                                           bidirectional):
     net, cell, layers, x = deep_bench._problem(cell_name, K, bidirectional, 5)
-    from rnnkit.benchmarks import cells as shared
+    from rnnkit.bench import cells as shared
 
     ref = deep_bench._rnnkit_fns(cell, layers, x)
     deep_bench._check_agree(*shared.torch_fns(net, x, "cpu"), *ref)

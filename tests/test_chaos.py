@@ -5,7 +5,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from rnnkit.tasks.chaos import LORENZ_LYAPUNOV, lorenz, mackey_glass, valid_time
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 
 def lorenz_rhs(t, s, sigma=10.0, rho=28.0, b=8.0 / 3.0):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnkit import charlm, lstm
+from rnnkit.training import charlm
+from rnnkit import lstm
 from rnnkit.experiments import charlm_compare as cc
 from rnnkit.tasks import load_corpus
 
@@ -42,7 +43,7 @@ def test_cosine_rate_runs_from_the_peak_to_the_final_rate():
 
 
 def test_scheduled_sets_the_rate_before_each_update():
-    from rnnkit import train
+    from rnnkit.training import train
     p, opt = {"w": np.ones(3)}, cc.Scheduled(train.SGD(lr=0.1), 5, 0.1)
     for _ in range(5):
         before = p["w"].copy()

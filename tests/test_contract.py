@@ -14,8 +14,8 @@ import inspect
 import numpy as np
 import pytest
 
-from rnnkit import backend, registry
-from rnnkit.testing import assert_close
+from rnnkit.core import backend, registry
+from rnnkit.core.testing import assert_close
 
 MODELS = registry.models()
 NAMES = sorted(MODELS)

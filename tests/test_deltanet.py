@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import deltanet as dn
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12     # float64; chunkwise and recurrent differ by a few ulps (triangular solve)
 

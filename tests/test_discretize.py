@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import discretize as dz
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 # A stable 3x3 system with a known eigendecomposition A = V diag(lam) V^{-1}: one real mode and
 # one oscillating pair, so every formula below is analytic (no matrix exponential involved).

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 
 from rnnkit import esn
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12  # float64 agreement between two exact implementations of the same equations
 
@@ -321,8 +321,8 @@ def test_shapes(B, L, D, N, K, n_layers):
 
 # -------------------------------------------------------------------------------- benchmark
 def test_benchmark_quick_mode_records():
-    """rnnkit.benchmarks.esn: tiny sizes, NumPy and torch on the CPU; the agreement check runs."""
-    from rnnkit.benchmarks import esn as esn_bench
+    """rnnkit.bench.esn: tiny sizes, NumPy and torch on the CPU; the agreement check runs."""
+    from rnnkit.bench import esn as esn_bench
 
     records = esn_bench.run(quick=True, backends={"numpy": True, "torch-cpu": True}, sizes=(5, 10))
     got = {(r["impl"], r["form"], r["params"]["N"]) for r in records}

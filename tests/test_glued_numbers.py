@@ -135,22 +135,22 @@ def _code_of(path: Path) -> str:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapters_glue_through_rnnkit(path):
     """myst-nb cannot format a glued NumPy scalar (NumPy 2 prints it as ``np.float64(0.93)``,
-    and ``{glue:text}`x:.3f``` then fails the build); ``rnnkit.show.glue`` hands it plain
+    and ``{glue:text}`x:.3f``` then fails the build); ``rnnkit.core.show.glue`` hands it plain
     Python numbers, so every chapter glues through it."""
     code = _code_of(path)
     assert "from myst_nb import glue" not in code, (
-        f"{path.name} imports myst_nb.glue: use `from rnnkit.show import glue` (it turns NumPy "
+        f"{path.name} imports myst_nb.glue: use `from rnnkit.core.show import glue` (it turns NumPy "
         "and torch scalars into Python numbers, which myst-nb can format)")
     if re.search(r"\bglue\(", code):
-        assert re.search(r"from rnnkit\.show import [^\n]*\bglue\b", code), (
-            f"{path.name} calls glue() without importing it from rnnkit.show")
+        assert re.search(r"from rnnkit\.core\.show import [^\n]*\bglue\b", code), (
+            f"{path.name} calls glue() without importing it from rnnkit.core.show")
 
 
 def test_plain_value_turns_scalars_into_python_numbers():
     import numpy as np
     import torch
 
-    from rnnkit.show import plain_value
+    from rnnkit.core.show import plain_value
 
     for value, expected in [(np.float64(0.93), 0.93), (np.float32(0.5), 0.5), (np.int64(3), 3),
                             (np.array(2.0), 2.0), (torch.tensor(1.25), 1.25), (np.bool_(True), True)]:

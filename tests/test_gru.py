@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import gru
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12  # float64 agreement between two exact implementations of the same equations
 PLACEMENTS = [True, False]  # reset_after: torch's placement, Cho et al.'s

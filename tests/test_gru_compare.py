@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rnnkit import charlm, layers
+from rnnkit.training import charlm, layers
 from rnnkit.experiments import gru_compare as E
 
 

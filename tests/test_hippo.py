@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rnnkit import hippo
 from rnnkit.discretize import METHODS
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 THETA = 1.5
 

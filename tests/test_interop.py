@@ -1,4 +1,4 @@
-"""rnnkit.interop.to_torch: the inverse of stack.from_torch, and the same function as the cell."""
+"""rnnkit.core.interop.to_torch: the inverse of stack.from_torch, and the same function as the cell."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit import elman, gru, lstm, mingru, stack
-from rnnkit.interop import to_torch
+from rnnkit.core.interop import to_torch
 
 CELLS = {"elman": (elman, {}), "lstm": (lstm, {}), "gru": (gru, {"reset_after": True})}
 

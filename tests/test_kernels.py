@@ -73,9 +73,9 @@ def test_the_gpu_plan_and_its_arithmetic():
 
 
 def test_gpu_command_refuses_without_a_device(monkeypatch):
-    import rnnkit.backend
+    import rnnkit.core.backend
 
-    monkeypatch.setattr(rnnkit.backend, "gpu_available", lambda: False)
+    monkeypatch.setattr(rnnkit.core.backend, "gpu_available", lambda: False)
     with pytest.raises(SystemExit, match="no usable CUDA device"):
         gpu_benchmark.main()
 

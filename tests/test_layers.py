@@ -1,10 +1,11 @@
-"""Tests for rnnkit.layers (readout, softmax cross-entropy) and rnnkit.charlm (the char LM)."""
+"""Tests for rnnkit.training.layers (readout, softmax cross-entropy) and rnnkit.training.charlm (the char LM)."""
 import numpy as np
 import pytest
 import torch
 
-from rnnkit import charlm, elman, layers
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.training import charlm, layers
+from rnnkit import elman
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 
 def test_cross_entropy_matches_torch():

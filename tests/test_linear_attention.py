@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit import linear_attention as la
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12     # float64: the forms sum the same products in different orders (a few ulps)
 

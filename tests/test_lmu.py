@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import hippo, lmu
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12  # float64, two orderings of the same arithmetic
 
@@ -219,8 +219,8 @@ def test_lssl_views_agree_property(B, L, H, N, seed):
 
 
 def test_benchmark_quick_mode_records_every_form():
-    """rnnkit/benchmarks/hippo.py at L=3: it checks agreement with NumPy, then times each form."""
-    from rnnkit.benchmarks import hippo as hippo_bench
+    """rnnkit/bench/hippo.py at L=3: it checks agreement with NumPy, then times each form."""
+    from rnnkit.bench import hippo as hippo_bench
 
     records = hippo_bench.run(quick=True, lengths=(3,), backends={"numpy": True, "torch-cpu": True})
     forms = {(r["impl"], r["form"]) for r in records}

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import lru
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12  # float64, the same arithmetic re-bracketed
 METHODS = ("sequential", "hillis_steele", "blelloch", "chunked")
@@ -204,8 +204,8 @@ def test_cupy_runs_the_same_source():
 
 
 def test_benchmark_quick_mode_runs_and_checks_agreement():
-    """rnnkit/benchmarks/lru.py on a tiny case: every form recorded once per (config, L)."""
-    from rnnkit.benchmarks import lru as lru_bench
+    """rnnkit/bench/lru.py on a tiny case: every form recorded once per (config, L)."""
+    from rnnkit.bench import lru as lru_bench
 
     records = lru_bench.run(quick=True, backends={"numpy": True}, lengths=(8,),
                             configs=({"B": 1, "D": 2, "N": 3},))

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from rnnkit import lru, seqclass
+from rnnkit import lru
+from rnnkit.training import seqclass
 from rnnkit.experiments import lru_digits as E
 
 

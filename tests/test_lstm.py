@@ -8,9 +8,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rnnkit import charlm, lstm
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.training import charlm
+from rnnkit import lstm
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12  # float64 agreement between two exact implementations of the same equations
 VARIANTS = lstm.VARIANTS
@@ -380,7 +381,8 @@ def test_cupy_runs_the_same_source():
 
 def test_charlm_compare_counts_parameters_and_matches_widths():
     """The Elman-vs-LSTM language-model experiment (chapters 1-2) compares equal parameter counts."""
-    from rnnkit import charlm, elman
+    from rnnkit.training import charlm
+    from rnnkit import elman
     from rnnkit.experiments import charlm_compare as cc
     V = 70
     for kind, cell in (("elman", elman), ("lstm", lstm)):

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import mamba
-from rnnkit.backend import to_backend
+from rnnkit.core.backend import to_backend
 from rnnkit.tasks import selective_copy
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12        # float64, the same recurrence evaluated in another order
 RTOL_FD = 1e-6      # central differences with eps = 1e-6
@@ -271,7 +271,7 @@ def test_induction_heads():
 
 # --------------------------------------------------------------------------- benchmark, experiment
 def test_benchmark_quick_records_every_form():
-    from rnnkit.benchmarks import mamba as bench_mamba
+    from rnnkit.bench import mamba as bench_mamba
     records = bench_mamba.run(quick=True, lengths=(32,))
     assert sorted(r["form"] for r in records if r["impl"] == "numpy") == sorted(mamba.SCAN_FORMS)
     assert all(r["params"]["L"] == 32 and r["median_s"] > 0 for r in records)

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import mamba2
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12    # float64; the quadratic and chunked forms sum the same terms in another order
 
@@ -171,6 +171,6 @@ def test_bad_inputs():
 
 
 def test_benchmark_quick_records_every_form():
-    from rnnkit.benchmarks import mamba2 as bench_mamba2
+    from rnnkit.bench import mamba2 as bench_mamba2
     records = bench_mamba2.run(quick=True, lengths=(32,))
     assert sorted(r["form"] for r in records if r["impl"] == "numpy") == sorted(mamba2.SSD_FORMS)

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import mingru
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12      # float64, two exact forms of the same recurrence
 RTOL_LOG = 1e-11  # the log-space form goes through exp(log(.)): a few ulps more per step
@@ -257,8 +257,8 @@ def test_cupy_runs_the_same_source():
 # ---- the chapter 11 benchmark ----
 
 def test_benchmark_quick_mode_records_every_form_and_checks_agreement():
-    """rnnkit.benchmarks.mingru on NumPy at a tiny L: one record per form, speedups computable."""
-    from rnnkit.benchmarks import mingru as mingru_bench
+    """rnnkit.bench.mingru on NumPy at a tiny L: one record per form, speedups computable."""
+    from rnnkit.bench import mingru as mingru_bench
 
     records = mingru_bench.run(quick=True, backends={"numpy": True}, lengths=(4,))
     assert [(r["impl"], r["form"]) for r in records] == [("numpy", f) for f in mingru_bench.FORMS]
@@ -269,7 +269,7 @@ def test_benchmark_quick_mode_records_every_form_and_checks_agreement():
 
 def test_benchmark_torch_forms_agree_with_numpy():
     """The torch closures (nn.GRU, autograd through the loop and the log-space scan) pass the check."""
-    from rnnkit.benchmarks import mingru as mingru_bench
+    from rnnkit.bench import mingru as mingru_bench
 
     p_gru, p_min, x = mingru_bench._problem(2, 6, 3, 4)
     ref = mingru_bench._hand_fns(p_gru, p_min, x, "numpy")
@@ -278,7 +278,7 @@ def test_benchmark_torch_forms_agree_with_numpy():
 
 def test_benchmark_agreement_check_catches_a_wrong_gradient():
     """The check run before timing must fail when a form's gradient is wrong."""
-    from rnnkit.benchmarks import mingru as mingru_bench
+    from rnnkit.bench import mingru as mingru_bench
 
     p_gru, p_min, x = mingru_bench._problem(2, 5, 3, 4)
     ref = mingru_bench._hand_fns(p_gru, p_min, x, "numpy")

@@ -9,7 +9,7 @@ import torch
 from rnnkit import deltanet as dn
 from rnnkit import miras
 from rnnkit import titans as T
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12     # float64
 

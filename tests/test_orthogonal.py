@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit import orthogonal as orth
-from rnnkit import train
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.training import train
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12  # float64 agreement between two exact implementations of the same equations
 

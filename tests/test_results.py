@@ -1,4 +1,4 @@
-"""rnnkit.results and rnnkit.experiments: recordings carry their commit and refuse dirty code."""
+"""rnnkit.core.results and rnnkit.experiments: recordings carry their commit and refuse dirty code."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit import results
+from rnnkit.core import results
 from rnnkit.experiments import __main__ as cli
 
 ROOT = Path(__file__).resolve().parents[1]

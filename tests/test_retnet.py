@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit import retnet as rn
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12     # float64; the forms sum the same products in different orders
 
@@ -195,7 +195,7 @@ def test_property_forms_agree(B, H, L, dk, dv, C):
 
 
 def test_benchmark_quick_mode_records_every_form():
-    from rnnkit.benchmarks import retnet as bench_retnet
+    from rnnkit.bench import retnet as bench_retnet
     records = bench_retnet.run(lengths=(40,), quick=True)
     forms = {r["form"] for r in records if r["impl"] == "numpy"}
     assert forms == set(rn.RETENTION_FORMS)

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import rglru
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12  # float64, the same recurrence re-bracketed
 METHODS = ("sequential", "hillis_steele", "blelloch", "chunked")

@@ -6,10 +6,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnkit import elman, layers, rtrl
-from rnnkit.backend import to_backend
+from rnnkit import elman, rtrl
+from rnnkit.training import layers
+from rnnkit.core.backend import to_backend
 from rnnkit.tasks import delayed_recall
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12   # float64: two exact algorithms for the same sum, only summation order differs
 

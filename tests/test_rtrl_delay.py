@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from rnnkit import elman, layers, rtrl, tasks
+from rnnkit import elman, rtrl, tasks
+from rnnkit.training import layers
 from rnnkit.experiments import rtrl_delay as E
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import deltanet, rwkv
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12
 

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from rnnkit import discretize as dz
 from rnnkit import hippo, lmu, s4, s4d
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close
 
 KERNEL_RTOL = 1e-10  # float64: Cauchy + Woodbury + FFT against L products by A_bar (measured ~1e-15)
 
@@ -184,7 +184,7 @@ def test_views_agree_property(B, L, H, N, seed):
 
 
 def test_benchmark_quick_mode_records_every_form_and_checks_agreement(monkeypatch):
-    from rnnkit.benchmarks import s4 as s4_bench
+    from rnnkit.bench import s4 as s4_bench
     records = s4_bench.run(quick=True, backends={"numpy": True}, lengths=(8,))
     assert sorted(r["form"] for r in records) == sorted(s4_bench.FORMS)
     assert all(r["impl"] == "numpy" and r["params"]["L"] == 8 and r["median_s"] > 0 for r in records)
@@ -337,7 +337,7 @@ def test_character_model_views_agree_and_sampling_runs():
 
 
 def test_kernel_costs_measures_every_form_and_fits_a_slope():
-    from rnnkit.benchmarks import s4 as s4_bench
+    from rnnkit.bench import s4 as s4_bench
     rec = s4_bench.kernel_costs(Ns=(4, 8), Ls=(16, 32), N_at=4, L_at=16, repeat=1, min_s=0.0,
                                 skip=lambda form, N, L: form == "naive kernel" and N == 8)
     assert {r["form"] for r in rec} == set(s4_bench.KERNEL_FORMS)

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import lmu, s4d
-from rnnkit.backend import to_backend
-from rnnkit.testing import assert_close
+from rnnkit.core.backend import to_backend
+from rnnkit.core.testing import assert_close
 
 METHODS = ("zoh", "bilinear")
 

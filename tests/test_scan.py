@@ -6,10 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import scan
-from rnnkit.backend import to_backend
-from rnnkit.benchmarks import scan as scan_bench
+from rnnkit.core.backend import to_backend
+from rnnkit.bench import scan as scan_bench
 from rnnkit.scan import linear_scan, linear_scan_backward, log_space_scan
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12       # float64: the methods only re-bracket the same products and sums
 RTOL_LOG = 1e-11   # log space: exp(log(.)) adds a few ulps per step on log h of size ~10

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit import gru, seq2seq
-from rnnkit.backend import to_backend
-from rnnkit.layers import log_softmax
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.backend import to_backend
+from rnnkit.training.layers import log_softmax
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12       # float64, exact reformulations of the same computation
 RTOL_FD = 1e-6     # central differences (eps = 1e-6) against autograd
@@ -303,8 +303,8 @@ def test_init_bad_sizes():
 
 
 def test_benchmark_quick_mode_records():
-    """rnnkit.benchmarks.seq2seq on NumPy, two beam widths and two sentences: well-formed records."""
-    from rnnkit.benchmarks import seq2seq as seq2seq_bench
+    """rnnkit.bench.seq2seq on NumPy, two beam widths and two sentences: well-formed records."""
+    from rnnkit.bench import seq2seq as seq2seq_bench
 
     records = seq2seq_bench.run(quick=True, backends={"numpy": True}, ks=(1, 2), B=2)
     forms = sorted((r["form"], r["params"]["K"]) for r in records)

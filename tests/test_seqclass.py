@@ -1,4 +1,4 @@
-"""Tests for rnnkit.seqclass: the training loop learns a separable toy, is deterministic, trains the
+"""Tests for rnnkit.training.seqclass: the training loop learns a separable toy, is deterministic, trains the
 layer with its own learning rate, the LSTM baseline is torch.nn.LSTM, and bad input is refused."""
 from functools import partial
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import lru, seqclass
-from rnnkit.testing import assert_close
+from rnnkit import lru
+from rnnkit.training import seqclass
+from rnnkit.core.testing import assert_close
 
 
 def toy(seed=0, n_train=200, n_test=100, L=6, D=2):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit import elman, gru, lstm, stack
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12  # float64 agreement between two exact implementations of the same equations
 KINDS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}

@@ -8,7 +8,7 @@ import torch
 
 from rnnkit import deltanet as dn
 from rnnkit import titans as T
-from rnnkit.testing import assert_close, numerical_gradient
+from rnnkit.core.testing import assert_close, numerical_gradient
 
 RTOL = 1e-12     # float64; the forms differ by the order of a few sums
 

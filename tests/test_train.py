@@ -1,4 +1,4 @@
-"""Tests for rnnkit.train: optimisers and clipping against torch, the fit loop, bad inputs."""
+"""Tests for rnnkit.training.train: optimisers and clipping against torch, the fit loop, bad inputs."""
 import math
 
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rnnkit.testing import assert_close
-from rnnkit.train import SGD, Adam, History, clip_grad_norm, fit, global_norm
+from rnnkit.core.testing import assert_close
+from rnnkit.training.train import SGD, Adam, History, clip_grad_norm, fit, global_norm
 
 # Optimiser parity: the same float64 arithmetic as torch, up to rounding order.
 RTOL = 1e-12

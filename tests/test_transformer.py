@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit import transformer as tf
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12
 

@@ -6,7 +6,7 @@ import torch
 
 from rnnkit import deltanet as dn
 from rnnkit import ttt
-from rnnkit.testing import assert_close
+from rnnkit.core.testing import assert_close
 
 RTOL = 1e-12     # float64
 

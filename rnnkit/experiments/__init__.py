@@ -3,9 +3,9 @@
 An experiment is a chapter's training run or measurement that is too long for the notebook at
 its large size. Every module in this package that defines ``run(size)`` is registered under its
 module name, so a chapter adds one by adding a module here. The chapter calls ``run("small")``
-live and reads the recorded large run with ``rnnkit.results.load(name, "large")``; the
+live and reads the recorded large run with ``rnnkit.core.results.load(name, "large")``; the
 recording is made by ``python -m rnnkit.experiments NAME --size large --from-head`` (see
-``rnnkit.results``). Modules import torch inside their functions, so the registry is cheap.
+``rnnkit.core.results``). Modules import torch inside their functions, so the registry is cheap.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``python -m rnnkit.experiments NAME [--size large] [--from-head]``: run and record one experiment.
 
 Without ``--from-head`` the experiment runs on the code as it is in this checkout, and
-``rnnkit.results.record`` refuses to write if ``rnnkit/`` has uncommitted changes. With it, the
+``rnnkit.core.results.record`` refuses to write if ``rnnkit/`` has uncommitted changes. With it, the
 committed ``HEAD`` is checked out into a temporary git worktree and the experiment runs there
 (``PYTHONPATH`` points at the worktree, whose ``rnnkit`` is imported), writing its JSON into this
 checkout's ``chapters/results/``: the file's commit is exactly the code that ran.
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import experiments, get
-from .. import results
+from ..core import results
 
 
 def _run_here(name: str, size: str, results_dir: str | None) -> Path:

@@ -1,6 +1,6 @@
 """Chapters 1-2: Elman against LSTM character language models of Genesis at equal parameter counts.
 
-Both models are ``rnnkit.charlm`` models (one-hot input, one recurrent layer, linear readout to
+Both models are ``rnnkit.training.charlm`` models (one-hot input, one recurrent layer, linear readout to
 the V characters), trained with the hand-written BPTT of ``rnnkit.elman`` / ``rnnkit.lstm``, Adam
 and gradient clipping at norm 5 on random windows of the training part of Genesis. The Elman
 network has ``H_elman`` units; the LSTM's H is the one whose total parameter count (cell plus
@@ -53,7 +53,8 @@ import time
 
 import numpy as np
 
-from .. import charlm, elman, lstm, train
+from ..training import charlm, train
+from .. import elman, lstm
 from ..tasks import load_corpus
 
 __all__ = ["CONFIGS", "param_count", "matched_lstm_width", "cosine_rate", "Scheduled", "convergence",

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import elman, layers, lem, lstm, scrn, train
+from .. import elman, lem, lstm, scrn
+from ..training import layers, train
 from .. import orthogonal as orth
 from ..tasks import copy_task, one_hot
 

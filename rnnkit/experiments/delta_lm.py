@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from .. import deltanet, rwkv, xlstm
-from ..seqclass import count_params
+from ..training.seqclass import count_params
 from ..tasks import text
 
 __all__ = ["MODELS", "CONFIGS", "init_model", "apply_model", "train_one", "run", "matched_width"]

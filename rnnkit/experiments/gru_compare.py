@@ -15,7 +15,7 @@ at that rate is then scored on ``n_eval`` *test* sequences (seed 1000 + L, as in
 which played no part in the choice. Reported: test MSE and accuracy (absolute error below 0.1)
 per seed, and their mean, min and max. Predicting the mean gives MSE 1/6.
 
-**Character model of Genesis** (``rnnkit.charlm``): random training windows of ``L`` characters,
+**Character model of Genesis** (``rnnkit.training.charlm``): random training windows of ``L`` characters,
 Adam, clipping at norm 5. The rate is chosen per model from ``lrs`` by the bits per character of
 seed 0 on a *selection* stretch (the first ``n_val`` windows of 256 characters of the validation
 text, each read from a zero state, the chapter's protocol); every seed is scored on a separate
@@ -32,7 +32,8 @@ import time
 
 import numpy as np
 
-from .. import charlm, elman, gru, layers, lstm, train
+from ..training import charlm, layers, train
+from .. import elman, gru, lstm
 from ..tasks import adding_problem, load_corpus
 
 __all__ = ["CONFIGS", "MODELS", "cell_of", "cell_params", "total_params", "matched_widths",

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from .. import lmu, lstm
-from ..backend import to_backend
+from ..core.backend import to_backend
 from ..tasks.digits import sequential_digits
 
 __all__ = ["CONFIGS", "MODELS", "FIXED", "n_params", "matched_lstm_width", "make_model", "logits",

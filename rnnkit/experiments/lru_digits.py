@@ -1,8 +1,8 @@
 """Chapter 10's experiment: the LRU against an LSTM in the same deep network on sequential digits.
 
-The task is ``rnnkit.seqclass.digits_data(side)``: scikit-learn's digits resampled to side x side
+The task is ``rnnkit.training.seqclass.digits_data(side)``: scikit-learn's digits resampled to side x side
 and read one pixel per step (L = side**2), 1,500 training and 297 test images. Both models are
-the network of ``rnnkit.seqclass.train_classifier`` (10.16)-(10.18), identical except for the
+the network of ``rnnkit.training.seqclass.train_classifier`` (10.16)-(10.18), identical except for the
 sequence layer inside each block:
 
     LRU   ``lru.forward_scan``, N = 2H complex modes, ring r_min = 0.9, r_max = 0.999 (10.7)
@@ -31,7 +31,8 @@ from __future__ import annotations
 import time
 import numpy as np
 
-from .. import lru, seqclass
+from .. import lru
+from ..training import seqclass
 
 __all__ = ["CONFIGS", "MODELS", "layer_params", "model_params", "train_one", "run"]
 

@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-from .. import elman, layers, rtrl, tasks
+from .. import elman, rtrl, tasks
+from ..training import layers
 
 __all__ = ["CONFIGS", "learners", "n_params", "rngs", "train_one", "frozen_errors", "run"]
 

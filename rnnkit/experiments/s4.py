@@ -1,7 +1,7 @@
 """Chapter 13's experiments: S4 trained end to end, and sampled from its recurrent view.
 
 1. **Permuted sequential digits** (``rnnkit.tasks.sequential_digits``, one fixed shuffle of the
-   pixel positions): four sequence layers in the same deep block (``rnnkit.seqclass``: encoder,
+   pixel positions): four sequence layers in the same deep block (``rnnkit.training.seqclass``: encoder,
    2 pre-norm residual blocks layer -> GELU -> GLU, mean pooling, readout, AdamW):
 
        S4       DPLR HiPPO-LegS init, the C~ form (``s4.init(ctilde=True)``): the kernel is one
@@ -33,8 +33,9 @@ from functools import partial
 
 import numpy as np
 
-from .. import lru, s4, s4d, seqclass
-from ..backend import xp_of
+from .. import lru, s4, s4d
+from ..training import seqclass
+from ..core.backend import xp_of
 from ..tasks.text import load_corpus
 
 __all__ = ["run", "CONFIGS", "LAYER_LR", "MODELS", "model_fns", "digits", "lm_init", "lm_logits_conv",

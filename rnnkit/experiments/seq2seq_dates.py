@@ -36,8 +36,9 @@ import time
 
 import numpy as np
 
-from .. import seq2seq, train
-from ..backend import to_backend, to_numpy
+from .. import seq2seq
+from ..training import train
+from ..core.backend import to_backend, to_numpy
 from ..tasks import dates
 
 __all__ = ["CONFIGS", "MODELS", "LENGTH_EDGES", "MAXLEN_Y", "E_EMB", "TEST_SEED", "VAL_SEED",
@@ -254,7 +255,7 @@ def run(size: str = "small") -> dict:
                        "formats to ISO 8601, characters; validation and test days never in a "
                        "training batch",
                        "model": "rnnkit.seq2seq, GRU encoder and decoder, float32",
-                       "optimizer": "rnnkit.train.Adam, clip at global norm 1",
+                       "optimizer": "rnnkit.training.train.Adam, clip at global norm 1",
                        "decoding": "greedy (free running)", "torch_threads": 1,
                        "selection": "lr by validation exact match at seed 0 (ties: the smaller "
                        "rate); every seed at that lr, seed 0's run included, scored on test"},

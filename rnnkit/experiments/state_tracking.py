@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import deltanet
 from ..scan import linear_scan
-from ..seqclass import count_params
+from ..training.seqclass import count_params
 from ..tasks import state_tracking
 
 __all__ = ["MODELS", "init_model", "apply_model", "train_one", "run", "CONFIGS"]

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from .. import deltanet, mamba, titans
-from ..seqclass import count_params
+from ..training.seqclass import count_params
 from ..tasks import passkey
 
 __all__ = ["MODELS", "CONFIGS", "init_model", "apply_model", "train_one", "matched_width", "run"]

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import bench
-from ..backend import to_backend
-from ..interop import to_torch
+from ..core.backend import to_backend
+from ..core.interop import to_torch
 
 __all__ = ["plan", "spec_bandwidth", "scan_bytes", "selective_scan_bytes", "retention_flops", "run",
            "main"]
@@ -281,7 +281,7 @@ def run(quick: bool = False) -> dict:
 
 def main(quick: bool = False, results_dir: str | Path | None = None) -> Path:
     """Refuse without a GPU; otherwise run everything and write the JSON. Returns its path."""
-    from ..backend import gpu_available  # noqa: PLC0415
+    from ..core.backend import gpu_available  # noqa: PLC0415
 
     if not gpu_available():
         raise SystemExit("--device gpu: no usable CUDA device for CuPy here; this command is for the "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["mackey_glass", "lorenz", "valid_time", "LORENZ_LYAPUNOV"]
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["FORMATS", "Vocab", "SOURCE_VOCAB", "TARGET_VOCAB", "PAD", "BOS", "EOS", "random_dates",
            "format_date", "date_pairs", "Batch", "make_batch", "exact_match"]

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["SequentialDigits", "sequential_digits", "N_CLASSES"]
 

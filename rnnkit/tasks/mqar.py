@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["mqar", "vocab_size", "chance_accuracy"]
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["Automaton", "Task", "AUTOMATA", "automaton", "run_automaton", "sample", "one_hot"]
 

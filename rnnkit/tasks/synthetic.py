@@ -26,8 +26,8 @@ import math
 import array_api_compat
 import numpy as np
 
-from ..backend import xp_of
-from ..checks import check_positive_int
+from ..core.backend import xp_of
+from ..core.checks import check_positive_int
 
 __all__ = ["adding_problem", "copy_task", "copy_task_baseline_loss", "parity", "delayed_recall",
            "one_hot"]

@@ -24,7 +24,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["CharCorpus", "load_corpus", "CORPORA"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, retnet
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 
 __all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "CHUNK", "PARALLEL_MAX_L"]
 

@@ -25,7 +25,7 @@ import json
 import math
 from pathlib import Path
 
-from .bench import default_results_dir, machine_info
+from ..bench import default_results_dir, machine_info
 
 __all__ = ["record", "load", "describe", "results_path", "DirtyTreeError"]
 

@@ -16,10 +16,8 @@ import rnnkit
 
 __all__ = ["models", "bind"]
 
-# Infrastructure modules, not models (their names are skipped without importing them twice).
-_NOT_MODELS = {"backend", "bench", "charlm", "checks", "layers", "registry", "results", "seqclass",
-               "show", "testing", "train", "experiments", "benchmarks", "tasks", "kernels",
-               "interop"}
+# The subpackages of rnnkit/ (the infrastructure, tasks, experiments and kernels), not models.
+_NOT_MODELS = {"bench", "core", "experiments", "kernels", "tasks", "training"}
 
 
 def models() -> dict:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..backend import to_backend, to_numpy
-from ..testing import assert_close
+from ..core.backend import to_backend, to_numpy
+from ..core.testing import assert_close
 
 __all__ = ["rnnkit_fns", "torch_fns", "check_agree"]
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, gru, lstm, stack
-from ..testing import assert_close
+from ..core.testing import assert_close
 
 __all__ = ["run", "LAYOUTS", "SWEEP_L", "QUICK_L", "CELLS"]
 
@@ -97,7 +97,7 @@ def run(quick: bool = False, *, backends: dict | None = None, lengths=None, layo
         records (see ``rnnkit.bench``) with params cell, K, bidirectional, B, L, D, H, dtype
         (and threads for torch-cpu).
     """
-    from ..benchmarks import cells as shared  # noqa: PLC0415
+    from . import cells as shared  # noqa: PLC0415
 
     backends = bench.available_backends() if backends is None else backends
     impls = [i for i in ("numpy", "torch-cpu") if backends.get(i)]

@@ -17,7 +17,8 @@ can get their own learning rate (``layer_lr``), as the LRU paper does for its re
 Example::
 
     from functools import partial
-    from rnnkit import lru, seqclass
+    from rnnkit import lru
+    from rnnkit.training import seqclass
     data = seqclass.digits_data(side=8)
     res = seqclass.train_classifier(lru.forward_scan, partial(lru.init, N=64, r_min=0.9),
                                     data, H=32, n_layers=2, steps=300, lr=3e-3, batch=50, seed=0)
@@ -38,7 +39,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .checks import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = ["Data", "Result", "digits_data", "train_classifier", "lstm_init", "lstm_layer",
            "count_params"]
@@ -66,7 +67,7 @@ class Result(NamedTuple):
 
 def digits_data(side: int = 8, permute: bool = False) -> Data:
     """The sequential-digits task (``rnnkit.tasks.sequential_digits``) as a ``Data``: L = side**2."""
-    from .tasks.digits import sequential_digits  # noqa: PLC0415
+    from ..tasks.digits import sequential_digits  # noqa: PLC0415
 
     tr = sequential_digits("train", side=side, permute=permute)
     te = sequential_digits("test", side=side, permute=permute)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, deltanet
-from ..backend import to_backend, to_numpy
-from ..testing import assert_close
+from ..core.backend import to_backend, to_numpy
+from ..core.testing import assert_close
 
 __all__ = ["run", "FORMS", "CONFIG", "SWEEP_L", "QUICK_L"]
 

@@ -13,7 +13,7 @@ Forms timed (all map u (B, L, H) to y (B, L, H) from a zero state, parameters gi
                     (13.1), the reference the fast kernels are tested against, + FFT conv
 
 Implementations ("impl"): numpy (the reference), cupy and torch-cuda (the same source on the GPU,
-moved by ``rnnkit.backend.to_backend``; skipped where there is no GPU). torch-cpu is not in the
+moved by ``rnnkit.core.backend.to_backend``; skipped where there is no GPU). torch-cpu is not in the
 default set (it runs the same source as numpy with a larger per-step overhead, and doubles the CPU
 time); pass ``backends={"torch-cpu": True}`` to include it.
 
@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from .. import bench, lmu, s4, s4d
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 
 __all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "S4_RECURRENT_MAX_L", "KERNEL_FORMS",
            "kernel_costs", "growth_exponent"]

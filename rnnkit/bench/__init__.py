@@ -1,7 +1,7 @@
 """The benchmark harness every chapter uses: time, describe the machine, record, load, plot.
 
 A benchmark is a function ``run(quick: bool) -> list[record]`` registered in
-``rnnkit.benchmarks.BENCHMARKS``. One record is one measured configuration::
+``rnnkit.bench.BENCHMARKS``. One record is one measured configuration::
 
     {"impl": "numpy", "form": "forward", "device": "AMD EPYC",
      "params": {"B": 32, "L": 512, "D": 256, "H": 256, "dtype": "float32"},
@@ -63,8 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .backend import gpu_available, torch_cuda_available
-from .checks import check_positive_int
+from ..core.backend import gpu_available, torch_cuda_available
+from ..core.checks import check_positive_int
 
 __all__ = [
     "Timing", "time_fn", "sync_for", "cupy_sync", "torch_cuda_sync", "available_backends",
@@ -229,7 +229,7 @@ def _rnnkit_version() -> str | None:
 
 
 def _git(*args: str) -> str | None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True)
@@ -378,7 +378,7 @@ def _check_name(name: str) -> None:
 
 def default_results_dir() -> Path:
     """chapters/results of the repository this rnnkit was imported from."""
-    return Path(__file__).resolve().parent.parent / "chapters" / "results"
+    return Path(__file__).resolve().parents[2] / "chapters" / "results"
 
 
 def save_results(name: str, records: list, results_dir: str | Path | None = None, *,
@@ -575,8 +575,6 @@ def sweep_lengths(lengths, problem: Callable, rnnkit_fns: Callable, torch_fns: C
 
 def run_benchmark(name: str, quick: bool = False) -> dict:
     """Run registered benchmark ``name`` here and return its run dict (not saved)."""
-    from .benchmarks import BENCHMARKS  # noqa: PLC0415  (the registry imports this module)
-
     if name not in BENCHMARKS:
         raise ValueError(f"name: expected one of {sorted(BENCHMARKS)}, got {name!r}")
     machine = machine_info()             # fresh: date and load average at the start
@@ -655,8 +653,6 @@ def _summary(run: dict) -> str:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     """``python -m rnnkit.bench NAME|--all [--quick] [--results-dir DIR]``; returns saved paths."""
-    from .benchmarks import BENCHMARKS  # noqa: PLC0415
-
     parser = argparse.ArgumentParser(prog="python -m rnnkit.bench",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("name", nargs="?", help=f"benchmark to run, one of {sorted(BENCHMARKS)}")
@@ -679,7 +675,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.device == "gpu":
         if args.name is not None or args.all:
             parser.error("--device gpu runs its own matrix: give no NAME and no --all")
-        from .kernels import benchmark as gpu_benchmark  # noqa: PLC0415
+        from ..kernels import benchmark as gpu_benchmark  # noqa: PLC0415
 
         return [gpu_benchmark.main(quick=args.quick, results_dir=args.results_dir)]
     if args.list:
@@ -721,5 +717,23 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return paths
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+
+def _discover() -> dict[str, Callable[[bool], list]]:
+    """Every module of this package that defines ``run(quick)``, by module name (the suites:
+    ``elman``, ``lstm``, ..., ``scan``); ``cells`` holds shared pieces and has no ``run``. A
+    suite imports torch and CuPy inside its functions, so discovering them is cheap."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if callable(getattr(module, "run", None)):
+            found[info.name] = module.run
+    return found
+
+
+# The registry, name -> run(quick): discovered last, because each suite imports this package.
+BENCHMARKS: dict[str, Callable[[bool], list]] = _discover()

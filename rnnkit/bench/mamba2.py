@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, mamba2
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 
 __all__ = ["run", "CONFIG", "SWEEP_L", "QUICK_L", "FORMS", "CHUNK", "QUADRATIC_MAX_L"]
 

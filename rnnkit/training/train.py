@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import xp_of
-from .checks import check_floating, check_positive_int
+from ..core.backend import xp_of
+from ..core.checks import check_floating, check_positive_int
 
 __all__ = ["Optimizer", "SGD", "Adam", "global_norm", "clip_grad_norm", "History", "fit",
            "PROGRESS_ENV"]

@@ -5,11 +5,11 @@
     z_t = h_t W_hy + b_y                    (1.8)
     loss = mean_t -log softmax(z_t)[c_{t+1}] (1.9)
 
-The cell is any model module of rnnkit/PROTOCOL.md (``rnnkit.registry.models()``; a cell with
+The cell is any model module of rnnkit/PROTOCOL.md (``rnnkit.core.registry.models()``; a cell with
 options is passed bound, ``registry.bind(rnnkit.scrn, alpha=0.9)``): ``init(rng, V, H, ...)`` and
 ``forward(params, x, state)`` are all that ``evaluate`` and ``sample`` need, and
 ``loss_and_grads`` also needs the cell's hand-derived ``backward`` (elman, lstm, gru, mingru, lru;
-train the others with torch autograd, ``rnnkit.seqclass``). The readout reads the cell's output,
+train the others with torch autograd, ``rnnkit.training.seqclass``). The readout reads the cell's output,
 whatever its width (H for most cells, D = V for the LRU, H + N for the SCRN). Parameters are a
 nested dict ``{"cell": ..., "readout": ...}``.
 
@@ -24,7 +24,7 @@ from types import ModuleType
 import numpy as np
 
 from . import layers
-from .checks import check_positive_int, check_shape
+from ..core.checks import check_positive_int, check_shape
 
 __all__ = ["init", "one_hot", "loss_and_grads", "evaluate", "sample"]
 
@@ -63,7 +63,7 @@ def loss_and_grads(cell: ModuleType, params: dict, x_ids: np.ndarray, y_ids: np.
     check_shape("y_ids", y_ids, "B L", dims)
     if not callable(getattr(cell, "backward", None)):
         raise ValueError(f"cell: {getattr(cell, '__name__', cell)} has no hand-derived backward; "
-                         "train it with torch autograd (rnnkit.seqclass), or evaluate/sample it here")
+                         "train it with torch autograd (rnnkit.training.seqclass), or evaluate/sample it here")
     V = params["readout"]["W_hy"].shape[1]
     x = one_hot(x_ids, V, dtype=params["readout"]["W_hy"].dtype)      # (B, L, V)
     h_all, state_last, cache = cell.forward(params["cell"], x, state, return_cache=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import device_of, xp_of
-from .checks import check_positive_int, check_shape
+from ..core.backend import device_of, xp_of
+from ..core.checks import check_positive_int, check_shape
 
 __all__ = ["linear_init", "linear", "linear_backward", "softmax_cross_entropy", "log_softmax"]
 

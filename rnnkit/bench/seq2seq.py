@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, seq2seq
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 from ..tasks import dates
 
 __all__ = ["run", "KS", "QUICK_KS"]

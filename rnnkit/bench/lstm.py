@@ -10,7 +10,7 @@ Implementations ("impl" in the records):
     numpy       rnnkit.lstm on NumPy arrays (the book's reference code)
     torch-cpu   torch.nn.LSTM(D, H, batch_first=True), torch.no_grad for the forward, autograd
                 for the backward (x requires grad, so dx is computed as rnnkit does)
-    cupy        rnnkit.lstm on CuPy arrays: the same source, moved by rnnkit.backend.to_backend
+    cupy        rnnkit.lstm on CuPy arrays: the same source, moved by rnnkit.core.backend.to_backend
     torch-cuda  torch.nn.LSTM on CUDA (cuDNN)
 
 Configurations: the headline B=32, L=512, D=H=256 (G = 4H = 1024 gate columns), and a sweep over
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, lstm
-from ..interop import to_torch
+from ..core.interop import to_torch
 from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, lru
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 
 __all__ = ["run", "CONFIGS", "SWEEP_L", "QUICK_L", "METHODS"]
 

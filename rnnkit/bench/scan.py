@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from .. import bench, scan
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 
 __all__ = ["run", "count_work", "work_formula", "SHAPES", "LENGTHS", "QUICK_SHAPES",
            "QUICK_LENGTHS", "MAX_ELEMENTS"]

@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, gru, mingru
-from ..backend import to_backend, to_numpy
-from ..interop import to_torch
-from ..testing import assert_close
+from ..core.backend import to_backend, to_numpy
+from ..core.interop import to_torch
+from ..core.testing import assert_close
 
 __all__ = ["run", "speedups", "FORMS", "HEADLINE", "SWEEP_L", "CPU_SWEEP_L", "QUICK_L"]
 
@@ -84,7 +84,7 @@ def _torch_fns(p_gru, p_min, x, device: str) -> dict:
     import torch  # noqa: PLC0415
 
     H = p_gru["W_h"].shape[0]
-    net = to_torch(gru, p_gru).to(device)      # rnnkit's layout into torch's (rnnkit.interop)
+    net = to_torch(gru, p_gru).to(device)      # rnnkit's layout into torch's (rnnkit.core.interop)
     pm = {k: torch.from_numpy(v).to(device).requires_grad_(True) for k, v in p_min.items()}
     xg = torch.from_numpy(x).to(device).requires_grad_(True)
 

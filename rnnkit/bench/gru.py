@@ -10,7 +10,7 @@ Implementations ("impl" in the records):
     numpy       rnnkit.gru on NumPy arrays, reset_after=True (torch's placement, (3.4a))
     torch-cpu   torch.nn.GRU(D, H, batch_first=True), torch.no_grad for the forward, autograd
                 for the backward (x requires grad, so dx is computed as rnnkit does)
-    cupy        rnnkit.gru on CuPy arrays: the same source, moved by rnnkit.backend.to_backend
+    cupy        rnnkit.gru on CuPy arrays: the same source, moved by rnnkit.core.backend.to_backend
     torch-cuda  torch.nn.GRU on CUDA (cuDNN)
 
 Configurations: the headline B=32, L=512, D=H=256, and a sweep over L at B=32, D=H=256.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, gru
-from ..interop import to_torch
+from ..core.interop import to_torch
 from . import cells
 
 __all__ = ["run", "HEADLINE", "SWEEP_L", "QUICK_L"]

@@ -25,8 +25,8 @@ import tracemalloc
 import numpy as np
 
 from .. import bench, elman, rtrl
-from ..backend import to_backend, xp_of
-from ..testing import assert_close
+from ..core.backend import to_backend, xp_of
+from ..core.testing import assert_close
 
 __all__ = ["run", "SWEEP_H", "SWEEP_L", "QUICK_H", "QUICK_L", "B", "D"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bench, esn
-from ..backend import to_backend, to_numpy
+from ..core.backend import to_backend, to_numpy
 
 __all__ = ["run", "SWEEP_N", "QUICK_N", "L_FULL", "L_QUICK"]
 
