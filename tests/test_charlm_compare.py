@@ -66,22 +66,26 @@ def test_convergence_reads_the_last_window_of_the_curve():
 def test_tiny_run_schedules_selects_per_model_and_records_convergence():
     out = cc.run("tiny")
     cfg, fig = out["config"], out["figures"]
+    half_steps = cfg["steps"] // 2
+    assert cfg["sweep_steps"] == half_steps
     for kind in ("elman", "lstm"):
         runs, best = fig["sweep"][kind], fig["best"][kind]
         assert [r["lr"] for r in runs] == cfg["lrs"]
-        assert best["val_bits"] == min(r["val_bits"] for r in runs)    # lr chosen on validation
-        assert best["H"] == cfg["widths"][kind]
-        for r in runs:
+        chosen = min(runs, key=lambda r: r["val_bits"])                 # lr chosen on validation
+        assert best["lr"] == chosen["lr"] and best["H"] == cfg["widths"][kind]
+        assert fig["rate_at_grid_edge"][kind] == (chosen["lr"] in (min(cfg["lrs"]), max(cfg["lrs"])))
+        for r, steps in [(r, half_steps) for r in runs] + [(best, cfg["steps"])]:
             assert abs(r["lr_final"] - cfg["lr_final_ratio"] * r["lr"]) < 1e-12   # the schedule ran
-            assert r["curve"]["step"][-1] == cfg["steps"] and r["curve"]["val_bits"][-1] == r["val_bits"]
-            window = cc.convergence(r["curve"], cfg["steps"], cfg["conv_window"], cfg["conv_threshold"])
+            assert r["curve"]["step"][-1] == steps and r["curve"]["val_bits"][-1] == r["val_bits"]
+            window = cc.convergence(r["curve"], steps, cfg["conv_window"], cfg["conv_threshold"])
             assert {k: r["convergence"][k] for k in window if k != "converged"} == \
                 {k: v for k, v in window.items() if k != "converged"}
             assert abs(r["perplexity"] - 2 ** r["val_bits"]) < 1e-9
-        # the doubling test: the chosen rate again, the schedule squeezed into half the steps
+        # the doubling test: the chosen rate's sweep run is the schedule squeezed into half the steps
         conv, half = best["convergence"], fig["half_schedule"][kind]
-        assert half["steps"] == cfg["steps"] // 2 and half["lr"] == best["lr"]
-        assert half["curve"]["step"][-1] == half["steps"] and half["val_bits"] != best["val_bits"]
+        assert half["steps"] == half_steps and half["lr"] == best["lr"]
+        assert half["val_bits"] == chosen["val_bits"] and half["val_bits"] != best["val_bits"]
+        assert half["curve"]["step"][-1] == half_steps
         assert abs(conv["doubling"]["gain"] - (half["val_bits"] - best["val_bits"])) < 1e-12
         assert conv["settled"] == (abs(conv["change"]) < cfg["conv_threshold"])
         assert conv["converged"] == (conv["settled"] and conv["doubling"]["gain"] < cfg["doubling_threshold"])
