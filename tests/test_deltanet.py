@@ -280,3 +280,31 @@ def test_property_forms_agree(B, H, L, dk, dv, chunk, gated):
     b = dn.gated_delta_rule(q, k, v, g, beta, form="chunkwise", chunk_size=chunk, state=S0)
     assert_close("o", a[0], b[0], rtol=1e-11)
     assert_close("S", a[1], b[1], rtol=1e-11)
+
+
+def test_delta_lm_experiment_matches_widths_and_picks_the_rate_per_model():
+    """experiments.delta_lm (chapter 17) at its tiny size: every model's width is the one whose
+    parameter count is nearest the LSTM's, the rate is the best mean validation loss over the
+    seeds, and torch's thread count is as it was."""
+    import torch
+
+    from rnnkit.experiments import delta_lm as E
+    from rnnkit.tasks import text
+
+    threads = torch.get_num_threads()
+    out = E.run("tiny")
+    assert torch.get_num_threads() == threads
+    cfg, models = out["config"], out["figures"]["models"]
+    V = text.load_corpus("genesis").V
+    assert set(models) == set(E.MODELS)
+    for name, m in models.items():
+        expected_D = cfg["H_lstm"] if name == "LSTM" else E.matched_width(name, V, cfg["target_params"],
+                                                                          cfg["n_heads"])
+        assert m["D"] == expected_D
+        means = {float(lr): np.mean(v) for lr, v in m["all_lrs"].items()}
+        assert m["lr"] == min(means, key=means.get) and m["val_loss"] == m["all_lrs"][str(m["lr"])]
+        assert len(m["val_loss"]) == len(cfg["seeds"]) and np.all(np.isfinite(m["val_loss"]))
+        assert len(m["curve"]) == cfg["steps"]
+    assert models["LSTM"]["n_params"] == cfg["target_params"]
+    with pytest.raises(ValueError, match="size"):
+        E.run("huge")

@@ -108,3 +108,33 @@ def test_from_head_records_the_committed_code(tmp_path):
     proc = subprocess.run(cmd[:-3] + ["--results-dir", str(out)], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "DirtyTreeError" in proc.stderr
+
+
+def test_experiment_helpers_check_the_size_restore_torch_and_build_leaves():
+    """rnnkit.experiments._common: the size knob's error, torch's settings restored even when the
+    body raises, and the nesting of a NumPy tree kept in its torch leaves."""
+    import numpy as np
+    import torch
+
+    from rnnkit.experiments import _common, experiments
+
+    assert "_common" not in experiments()                       # not taken for an experiment
+    configs = {"small": {"n": 1}, "large": {"n": 2}}
+    assert _common.config_for("large", configs) is configs["large"]
+    with pytest.raises(ValueError, match=r"size: expected one of \['large', 'small'\], got 'huge'"):
+        _common.config_for("huge", configs)
+
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    other = 2 if threads == 1 else 1
+    with pytest.raises(RuntimeError, match="inside"):
+        with _common.torch_settings(threads=other, dtype=torch.float64):
+            assert torch.get_num_threads() == other and torch.get_default_dtype() == torch.float64
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == threads and torch.get_default_dtype() == dtype
+
+    tree = {"a": np.ones((2, 3)), "b": [np.zeros(4), {"c": np.arange(3.0)}]}
+    tensors, leaves = _common.torch_leaves(tree)
+    assert tensors["a"].shape == (2, 3) and tensors["b"][1]["c"].tolist() == [0.0, 1.0, 2.0]
+    assert [t.numel() for t in leaves] == [6, 4, 3]             # in the tree's order
+    assert all(t.requires_grad and t.dtype == torch.float32 and t.is_leaf for t in leaves)
+    assert _common.torch_leaves(tree, torch.float64)[1][0].dtype == torch.float64

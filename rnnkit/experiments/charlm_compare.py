@@ -64,6 +64,7 @@ import numpy as np
 from ..training import charlm, train
 from .. import elman, lstm
 from ..tasks import load_corpus
+from ._common import config_for
 
 __all__ = ["CONFIGS", "param_count", "matched_lstm_width", "cosine_rate", "Scheduled", "convergence",
            "train_model", "gate_record", "run"]
@@ -212,9 +213,7 @@ def gate_record(params: dict, corpus, val_ids, cfg: dict) -> dict:
 
 def run(size: str = "small") -> dict:
     """Elman and LSTM char-LMs at equal parameter counts; ``size`` is "tiny", "small" or "large"."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     for n in (cfg["steps"], cfg["steps"] // 2):            # both tests need these evaluations
         start = n - round(cfg["conv_window"] * n)
         if start % cfg["eval_every"] or n % cfg["eval_every"]:

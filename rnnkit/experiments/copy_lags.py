@@ -48,6 +48,7 @@ from .. import elman, lem, lstm, scrn
 from ..training import layers, train
 from .. import orthogonal as orth
 from ..tasks import copy_task, one_hot
+from ._common import config_for, torch_settings
 
 __all__ = ["CELLS", "CONFIGS", "N_SYMBOLS", "V", "model", "n_params", "free_params",
            "matched_widths", "recall_logits", "train_one", "evaluate", "run"]
@@ -197,15 +198,11 @@ def run(size: str = "small") -> dict:
     (from the first selection lag on) where every seed is below ``stop_below``."""
     import torch  # noqa: PLC0415
 
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     if not set(cfg["select_lags"]) <= set(cfg["lags"]):
         raise ValueError(f"select_lags: expected some of lags {cfg['lags']}, got {cfg['select_lags']}")
-    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
-    torch.set_num_threads(1)                 # deterministic, and fair on a shared 2-core machine
-    torch.set_default_dtype(torch.float64)
-    try:
+    # one thread: deterministic, and fair on a shared 2-core machine
+    with torch_settings(threads=1, dtype=torch.float64):
         widths, first, lag0 = cfg["widths"], cfg["seeds"][0], cfg["select_lags"][0]
         figures = {"n_params": {n: n_params(n, widths[n]) for n in CELLS},
                    "free_params": {n: free_params(n, widths[n]) for n in CELLS},
@@ -243,9 +240,6 @@ def run(size: str = "small") -> dict:
                 if cfg["stop_below"] is not None and lag >= lag0 \
                         and max(r["val_acc"] for r in runs) < cfg["stop_below"]:
                     stopped_at = lag
-    finally:
-        torch.set_num_threads(threads)
-        torch.set_default_dtype(dtype)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     return {"config": {"size": size, **config, "n_symbols": N_SYMBOLS, "V": V, "batch": BATCH,
                        "clip": CLIP, "n_val": N_EVAL, "n_test": N_EVAL, "forget_bias": FORGET_BIAS,

@@ -23,6 +23,7 @@ import numpy as np
 from .. import deltanet, rwkv, xlstm
 from ..training.seqclass import count_params
 from ..tasks import text
+from ._common import config_for, torch_leaves, torch_settings
 
 __all__ = ["MODELS", "CONFIGS", "init_model", "apply_model", "train_one", "run", "matched_width"]
 
@@ -33,6 +34,9 @@ CONFIGS = {
               "lrs": [3e-3], "H_lstm": 32, "n_heads": 2, "n_val": 64},
     "large": {"models": list(MODELS), "seeds": [0, 1], "steps": 500, "batch": 32, "L": 64,
               "lrs": [2e-3, 5e-3, 1e-2], "H_lstm": 64, "n_heads": 2, "n_val": 256},
+    # the unit test's run
+    "tiny": {"models": list(MODELS), "seeds": [0, 1], "steps": 3, "batch": 2, "L": 8,
+             "lrs": [1e-3, 1e-2], "H_lstm": 8, "n_heads": 2, "n_val": 4},
 }
 
 
@@ -117,16 +121,7 @@ def train_one(corpus, model: str, D: int, seed: int, *, steps: int, batch: int, 
 
     rng = np.random.default_rng(seed)
     p = init_model(rng, model, corpus.V, D, n_heads=n_heads)
-    leaves = []
-
-    def to_t(tree):
-        if isinstance(tree, dict):
-            return {k: to_t(v) for k, v in tree.items()}
-        t = torch.tensor(tree, dtype=torch.float32, requires_grad=True)
-        leaves.append(t)
-        return t
-
-    pt = to_t(p)
+    pt, leaves = torch_leaves(p)
     opt = torch.optim.Adam(leaves, lr=lr)
     data_rng = np.random.default_rng(500 + seed)
     xv, yv = corpus.random_windows(np.random.default_rng(7), n_val, L, "val")
@@ -152,26 +147,22 @@ def train_one(corpus, model: str, D: int, seed: int, *, steps: int, batch: int, 
 
 def run(size: str = "small") -> dict:
     """Every model x seed of ``CONFIGS[size]`` at matched parameter counts."""
-    import torch  # noqa: PLC0415
-
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
-    torch.set_num_threads(1)
-    corpus = text.load_corpus("genesis")
-    target = count_params(init_model(np.random.default_rng(0), "LSTM", corpus.V, cfg["H_lstm"]))
-    keys = ("steps", "batch", "L", "n_heads", "n_val")
-    out = {}
-    for model in cfg["models"]:
-        D = cfg["H_lstm"] if model == "LSTM" else matched_width(model, corpus.V, target,
-                                                                  cfg["n_heads"])
-        runs = {lr: [train_one(corpus, model, D, s, lr=lr, **{k: cfg[k] for k in keys})
-                     for s in cfg["seeds"]] for lr in cfg["lrs"]}
-        best = min(cfg["lrs"], key=lambda lr: np.mean([r["val_loss"] for r in runs[lr]]))
-        out[model] = {"D": D, "lr": best, "n_params": runs[best][0]["n_params"],
-                      "val_loss": [r["val_loss"] for r in runs[best]],
-                      "curve": np.mean([r["train_curve"] for r in runs[best]], axis=0).tolist(),
-                      "cpu_s": [r["cpu_s"] for r in runs[best]],
-                      "all_lrs": {str(lr): [r["val_loss"] for r in runs[lr]] for lr in cfg["lrs"]}}
-    return {"config": dict(cfg, size=size, corpus="genesis", target_params=target),
-            "figures": {"models": out}}
+    cfg = config_for(size, CONFIGS)
+    with torch_settings(threads=1):  # deterministic, and fair on a shared 2-core machine
+        corpus = text.load_corpus("genesis")
+        target = count_params(init_model(np.random.default_rng(0), "LSTM", corpus.V, cfg["H_lstm"]))
+        keys = ("steps", "batch", "L", "n_heads", "n_val")
+        out = {}
+        for model in cfg["models"]:
+            D = cfg["H_lstm"] if model == "LSTM" else matched_width(model, corpus.V, target,
+                                                                      cfg["n_heads"])
+            runs = {lr: [train_one(corpus, model, D, s, lr=lr, **{k: cfg[k] for k in keys})
+                         for s in cfg["seeds"]] for lr in cfg["lrs"]}
+            best = min(cfg["lrs"], key=lambda lr: np.mean([r["val_loss"] for r in runs[lr]]))
+            out[model] = {"D": D, "lr": best, "n_params": runs[best][0]["n_params"],
+                          "val_loss": [r["val_loss"] for r in runs[best]],
+                          "curve": np.mean([r["train_curve"] for r in runs[best]], axis=0).tolist(),
+                          "cpu_s": [r["cpu_s"] for r in runs[best]],
+                          "all_lrs": {str(lr): [r["val_loss"] for r in runs[lr]] for lr in cfg["lrs"]}}
+        return {"config": dict(cfg, size=size, corpus="genesis", target_params=target),
+                "figures": {"models": out}}

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import hgrn, mingru, rglru
 from ..tasks import load_corpus
+from ._common import config_for
 
 __all__ = ["CONFIGS", "KINDS", "make_model", "n_params", "matched_width", "val_windows", "bits",
            "train", "run"]
@@ -174,9 +175,7 @@ def run(size: str = "small", keep_models: bool = False) -> dict:
     ``keep_models`` leaves the trained torch models of seed 0 in ``figures["models"]`` (for the
     chapter's live run; a recording must not hold them).
     """
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     corpus = load_corpus("genesis")
     train_ids, val_ids = corpus.split(0.1)
     select = val_windows(val_ids, cfg["n_val"])

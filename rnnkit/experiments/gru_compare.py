@@ -35,6 +35,7 @@ import numpy as np
 from ..training import charlm, layers, train
 from .. import elman, gru, lstm
 from ..tasks import adding_problem, load_corpus
+from ._common import config_for
 
 __all__ = ["CONFIGS", "MODELS", "cell_of", "cell_params", "total_params", "matched_widths",
            "regression_loss_and_grads", "train_adding", "adding_compare", "lm_windows",
@@ -275,9 +276,7 @@ def lm_compare(cfg: dict) -> tuple[dict, dict]:
 
 def run(size: str = "small") -> dict:
     """Both comparisons at ``size`` ("tiny", "small", "large")."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     cpu0 = time.process_time()
     adding, _ = adding_compare(cfg["adding"])
     cpu_adding = time.process_time() - cpu0

@@ -29,6 +29,7 @@ import numpy as np
 from .. import lmu, lstm
 from ..core.backend import to_backend
 from ..tasks.digits import sequential_digits
+from ._common import config_for
 
 __all__ = ["CONFIGS", "MODELS", "FIXED", "n_params", "matched_lstm_width", "make_model", "logits",
            "train", "run"]
@@ -124,9 +125,7 @@ def train(kind: str, data, *, H: int, N: int | None = None, epochs: int, batch: 
 
 def run(size: str = "small") -> dict:
     """Both models: the rate picked on seed 0 (if more than one), then every seed at that rate."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     data = load_data(cfg.get("n_train"))
     widths = {"LMU": cfg["H"], "LSTM": matched_lstm_width(cfg["H"], cfg["N"])}
     common = dict(epochs=cfg["epochs"], batch=cfg["batch"])

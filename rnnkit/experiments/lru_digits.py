@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import lru
 from ..training import seqclass
+from ._common import config_for, torch_settings
 
 __all__ = ["CONFIGS", "MODELS", "layer_params", "model_params", "train_one", "run"]
 
@@ -106,14 +107,8 @@ def _data(cfg: dict):
 def run(size: str = "small") -> dict:
     """For each pooling and model: the rate picked on a validation split (if more than one), then
     every seed at that rate."""
-    import torch  # noqa: PLC0415
-
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                 # deterministic, and fair on a shared 2-core machine
-    try:
+    cfg = config_for(size, CONFIGS)
+    with torch_settings(threads=1):  # deterministic, and fair on a shared 2-core machine
         select, full = _data(cfg)
         common = dict(H=cfg["H"], n_layers=cfg["n_layers"], steps=cfg["steps"], batch=cfg["batch"])
         figures = {"n_params": {k: model_params(k, cfg["H"], cfg["n_layers"]) for k in MODELS},
@@ -143,8 +138,6 @@ def run(size: str = "small") -> dict:
                    for kind in MODELS for stat, fn in (("mean", np.mean), ("min", np.min),
                                                        ("max", np.max))},
                 "lru_minus_lstm_per_seed": [acc["LRU"][s] - acc["LSTM"][s] for s in cfg["seeds"]]}
-    finally:
-        torch.set_num_threads(threads)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     return {"config": {"size": size, **config, "L": cfg["side"] ** 2, "N_lru": 2 * cfg["H"],
                        "r_min": R_MIN, "r_max": R_MAX, "task": f"sequential digits, "

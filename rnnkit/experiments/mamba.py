@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import mamba, mamba2, s4d
 from ..tasks import selective_copy
+from ._common import config_for, torch_leaves
 
 __all__ = ["run", "CONFIGS", "build", "train", "lti_block_init", "lti_block"]
 
@@ -124,18 +125,7 @@ def train(kind: str, task: str, *, W: int, N: int, n_layers: int, steps: int, ba
     V = selective_copy.vocab_size(task_cfg["n_tokens"])
     N_kind = N if kind == "mamba" else _s4d_state(W, N, n_layers, V)
     model_np = build(kind, rng, V, W, N_kind, n_layers)
-    leaves = []
-
-    def to_t(tree):
-        if isinstance(tree, dict):
-            return {k: to_t(v) for k, v in tree.items()}
-        if isinstance(tree, list):
-            return [to_t(v) for v in tree]
-        t = torch.tensor(tree, dtype=torch.float32, requires_grad=True)
-        leaves.append(t)
-        return t
-
-    model = to_t(model_np)
+    model, leaves = torch_leaves(model_np)
     opt = torch.optim.Adam(leaves, lr=lr)
     data_rng = np.random.default_rng(1000 + seed)
     losses, t0 = [], time.process_time()
@@ -170,9 +160,7 @@ def _s4d_state(W: int, N: int, n_layers: int, V: int) -> int:
 
 def run(size: str = "small") -> dict:
     """Every model on both tasks, lr picked per model and task on seed 0, then all seeds."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     common = {k: cfg[k] for k in ("W", "N", "n_layers", "steps", "batch", "n_test", "extrapolate")}
     figures = {"runs": [], "lr": {}}
     for task in ("copy", "induction"):

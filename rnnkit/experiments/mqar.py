@@ -45,6 +45,7 @@ import numpy as np
 
 from .. import deltanet, linear_attention, mamba, retnet, transformer
 from ..tasks import mqar as task_mqar
+from ._common import config_for, torch_leaves
 
 __all__ = ["run", "CONFIGS", "KINDS", "build", "train", "n_params", "state_size"]
 
@@ -161,18 +162,7 @@ def train(kind: str, *, n_pairs: int, D: int, n_heads: int, n_layers: int, steps
     rng = np.random.default_rng(seed)
     V = task_mqar.vocab_size(task["n_keys"], task["n_values"])
     model_np = build(kind, rng, V, D, n_heads, n_layers)
-    leaves = []
-
-    def to_t(tree):
-        if isinstance(tree, dict):
-            return {k: to_t(v) for k, v in tree.items()}
-        if isinstance(tree, list):
-            return [to_t(v) for v in tree]
-        t = torch.tensor(tree, dtype=torch.float32, requires_grad=True)
-        leaves.append(t)
-        return t
-
-    model = to_t(model_np)
+    model, leaves = torch_leaves(model_np)
     opt = torch.optim.Adam(leaves, lr=lr)
     data_rng = np.random.default_rng(1000 + seed)
     cfg = dict(task, n_pairs=n_pairs, L=L)
@@ -196,9 +186,7 @@ def train(kind: str, *, n_pairs: int, D: int, n_heads: int, n_layers: int, steps
 
 def run(size: str = "small") -> dict:
     """Every model at every number of pairs; lr per model picked on seed 0 at lr_pairs."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     common = {k: cfg[k] for k in ("D", "n_heads", "n_layers", "steps", "batch", "n_test", "task")}
     figures = {"runs": [], "lr": {}, "n_params": {}, "state_size": {}}
     for kind in KINDS:

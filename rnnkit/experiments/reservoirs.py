@@ -41,6 +41,7 @@ import numpy as np
 
 from .. import esn
 from ..tasks.chaos import LORENZ_LYAPUNOV, lorenz, mackey_glass, valid_time
+from ._common import config_for, torch_settings
 
 __all__ = ["CONFIGS", "mg_series", "mg_starts", "mg_esn", "esn_scores", "nrmse_by_step",
            "gru_predictor", "gru_train", "gru_scores", "gru_params", "esn_params", "lorenz_series",
@@ -347,20 +348,12 @@ def _run_lorenz(c):
 
 def run(size: str = "small") -> dict:
     """Mackey-Glass ESN (kappa on validation), GRU (lr on validation), Lorenz ESN; every seed."""
-    import torch  # noqa: PLC0415
-
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                 # deterministic, and fair on a shared 2-core machine
-    try:
+    cfg = config_for(size, CONFIGS)
+    with torch_settings(threads=1):  # deterministic, and fair on a shared 2-core machine
         mg = mg_series(cfg["mg"]["T"])
         figures = {"mg_esn": _run_mg_esn(mg, cfg["mg"]),
                    "gru": _run_gru(mg, cfg["gru"], cfg["mg"]),
                    "lorenz": _run_lorenz(cfg["lz"])}
-    finally:
-        torch.set_num_threads(threads)
     e, g = figures["mg_esn"], figures["gru"]
     figures["comparison"] = {
         "gru_over_esn_one_step": g["one_step"]["mean"] / e["one_step"]["mean"],

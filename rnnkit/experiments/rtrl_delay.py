@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import elman, rtrl, tasks
 from ..training import layers
+from ._common import config_for
 
 __all__ = ["CONFIGS", "learners", "n_params", "rngs", "train_one", "frozen_errors", "run"]
 
@@ -117,9 +118,7 @@ def _selection_key(r: dict):
 def run(size: str = "small") -> dict:
     """Every learner: its rate (chosen on the validation stream if ``lrs`` has several), then
     every seed at that rate."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     names = list(learners(cfg["lag"]))
     figures = {"learners": names, "n_params": n_params(cfg["H"]), "lr": {}, "sweep": [],
                "runs": [], "summary": {}}

@@ -37,6 +37,7 @@ from .. import lru, s4, s4d
 from ..training import seqclass
 from ..core.backend import xp_of
 from ..tasks.text import load_corpus
+from ._common import config_for, torch_leaves
 
 __all__ = ["run", "CONFIGS", "LAYER_LR", "MODELS", "model_fns", "digits", "lm_init", "lm_logits_conv",
            "lm_recurrent", "lm_step", "lm_logits_recurrent", "lm_train", "lm_sample",
@@ -200,18 +201,7 @@ def lm_train(corpus, *, H, N, n_layers, L, steps, batch, lr, seed, **_) -> tuple
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    leaves = []
-
-    def to_t(tree):
-        if isinstance(tree, dict):
-            return {k: to_t(v) for k, v in tree.items()}
-        if isinstance(tree, list):
-            return [to_t(v) for v in tree]
-        t = torch.tensor(tree, dtype=torch.float32, requires_grad=True)
-        leaves.append(t)
-        return t
-
-    model = to_t(lm_init(rng, corpus.V, H, N, n_layers))
+    model, leaves = torch_leaves(lm_init(rng, corpus.V, H, N, n_layers))
     opt = torch.optim.Adam(leaves, lr=lr)
     data_rng, losses, t0 = np.random.default_rng(1000 + seed), [], time.process_time()
     for _ in range(steps):
@@ -297,9 +287,7 @@ def generation(cfg: dict) -> dict:
 
 def run(size: str = "small") -> dict:
     """Digits (every model and seed) and generation at the given size."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     figures = {"digits": digits(cfg), "generation": generation(cfg["lm"])}
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     return {"config": {"size": size, "layer_lr": LAYER_LR, **config}, "figures": figures}

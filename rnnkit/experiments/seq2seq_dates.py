@@ -40,6 +40,7 @@ from .. import seq2seq
 from ..training import train
 from ..core.backend import to_backend, to_numpy
 from ..tasks import dates
+from ._common import config_for, torch_settings
 
 __all__ = ["CONFIGS", "MODELS", "LENGTH_EDGES", "MAXLEN_Y", "E_EMB", "TEST_SEED", "VAL_SEED",
            "param_counts", "held_out_pairs", "train_model", "evaluate", "token_accuracy",
@@ -198,14 +199,8 @@ def pick_rate(tries: list[dict]) -> dict:
 def run(size: str = "small") -> dict:
     """Every model: the rate picked on validation at seed 0 (if more than one), then every seed
     at that rate scored on the test pairs."""
-    import torch  # noqa: PLC0415
-
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                 # deterministic, and fair on a shared 2-core machine
-    try:
+    cfg = config_for(size, CONFIGS)
+    with torch_settings(threads=1):  # deterministic, and fair on a shared 2-core machine
         val, test = held_out_pairs(cfg["n_val"], cfg["n_test"])
         held_out = frozenset(t for _, t in val + test)
         bins = length_bins(test)
@@ -245,8 +240,6 @@ def run(size: str = "small") -> dict:
                     for i in range(len(bins))],
                 **{f"{k}_mean": float(np.mean([r[k] for r in runs]))
                    for k in ("token_acc_teacher_forced", "token_acc_free_running")}}
-    finally:
-        torch.set_num_threads(threads)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     return {"config": {"size": size, **config, "E": E_EMB, "A_additive": cfg["H"],
                        "max_len": MAXLEN_Y, "models": {k: list(v) for k, v in MODELS.items()},

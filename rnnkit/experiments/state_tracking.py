@@ -29,6 +29,7 @@ from .. import deltanet
 from ..scan import linear_scan
 from ..training.seqclass import count_params
 from ..tasks import state_tracking
+from ._common import config_for, torch_leaves, torch_settings
 
 __all__ = ["MODELS", "init_model", "apply_model", "train_one", "run", "CONFIGS"]
 
@@ -123,16 +124,7 @@ def train_one(task: str, model: str, seed: int, *, steps: int, batch: int, L_tra
     a = state_tracking.automaton(task)
     V, C = a.delta.shape
     p = init_model(rng, model, V, C, width=width, n_heads=n_heads, hidden=hidden)
-    leaves = []
-
-    def to_t(tree):
-        if isinstance(tree, dict):
-            return {k: to_t(v) for k, v in tree.items()}
-        t = torch.tensor(tree, dtype=torch.float32, requires_grad=True)
-        leaves.append(t)
-        return t
-
-    pt = to_t(p)
+    pt, leaves = torch_leaves(p)
     opt = torch.optim.Adam(leaves, lr=lr)
     data_rng = np.random.default_rng(1000 + seed)
     t0 = time.process_time()
@@ -162,24 +154,20 @@ def train_one(task: str, model: str, seed: int, *, steps: int, batch: int, L_tra
 def run(size: str = "small") -> dict:
     """Every task x model x seed of ``CONFIGS[size]``; the learning rate with the best mean
     in-length accuracy (the only data a practitioner would have) is chosen per task and model."""
-    import torch  # noqa: PLC0415
-
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
-    torch.set_num_threads(1)
-    keys = ("steps", "batch", "L_train", "L_test", "n_test", "width", "n_heads", "hidden")
-    table = {}
-    for task in cfg["tasks"]:
-        table[task] = {}
-        for model in cfg["models"]:
-            runs = {lr: [train_one(task, model, s, lr=lr, **{k: cfg[k] for k in keys})
-                         for s in cfg["seeds"]] for lr in cfg["lrs"]}
-            best = max(cfg["lrs"], key=lambda lr: np.mean([r["acc_in"] for r in runs[lr]]))
-            table[task][model] = {
-                "lr": best, "n_params": runs[best][0]["n_params"],
-                "acc_in": [r["acc_in"] for r in runs[best]],
-                "acc_beyond": [r["acc_beyond"] for r in runs[best]],
-                "acc_by_pos": np.mean([r["acc_by_pos"] for r in runs[best]], axis=0).tolist(),
-                "all_lrs": {str(lr): [r["acc_beyond"] for r in runs[lr]] for lr in cfg["lrs"]}}
-    return {"config": dict(cfg, size=size), "figures": {"table": table}}
+    cfg = config_for(size, CONFIGS)
+    with torch_settings(threads=1):  # deterministic, and fair on a shared 2-core machine
+        keys = ("steps", "batch", "L_train", "L_test", "n_test", "width", "n_heads", "hidden")
+        table = {}
+        for task in cfg["tasks"]:
+            table[task] = {}
+            for model in cfg["models"]:
+                runs = {lr: [train_one(task, model, s, lr=lr, **{k: cfg[k] for k in keys})
+                             for s in cfg["seeds"]] for lr in cfg["lrs"]}
+                best = max(cfg["lrs"], key=lambda lr: np.mean([r["acc_in"] for r in runs[lr]]))
+                table[task][model] = {
+                    "lr": best, "n_params": runs[best][0]["n_params"],
+                    "acc_in": [r["acc_in"] for r in runs[best]],
+                    "acc_beyond": [r["acc_beyond"] for r in runs[best]],
+                    "acc_by_pos": np.mean([r["acc_by_pos"] for r in runs[best]], axis=0).tolist(),
+                    "all_lrs": {str(lr): [r["acc_beyond"] for r in runs[lr]] for lr in cfg["lrs"]}}
+        return {"config": dict(cfg, size=size), "figures": {"table": table}}

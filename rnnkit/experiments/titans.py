@@ -29,6 +29,7 @@ import numpy as np
 from .. import deltanet, mamba, titans
 from ..training.seqclass import count_params
 from ..tasks import passkey
+from ._common import config_for, torch_leaves, torch_settings
 
 __all__ = ["MODELS", "CONFIGS", "init_model", "apply_model", "train_one", "matched_width", "run"]
 
@@ -110,14 +111,6 @@ def matched_width(model: str, V: int, target: int, n_heads: int = 2, N: int = 4)
         count_params(init_model(rng, model, V, D, n_heads=n_heads, N=N)) - target))
 
 
-def _to_torch(torch, tree, leaves):
-    if isinstance(tree, dict):
-        return {k: _to_torch(torch, v, leaves) for k, v in tree.items()}
-    t = torch.tensor(tree, dtype=torch.float32, requires_grad=True)
-    leaves.append(t)
-    return t
-
-
 def train_one(model: str, D: int, seed: int, *, lr: float, cfg: dict, chunk: int | None = None) -> dict:
     """Train one model on passkey retrieval; accuracy at each test length, loss curve, CPU time."""
     import torch  # noqa: PLC0415
@@ -127,8 +120,7 @@ def train_one(model: str, D: int, seed: int, *, lr: float, cfg: dict, chunk: int
     V = passkey.vocab_size(task["n_values"], task["n_filler"])
     chunk = cfg["chunk"] if chunk is None else chunk
     p = init_model(np.random.default_rng(seed), model, V, D, n_heads=cfg["n_heads"], N=cfg["N"])
-    leaves = []
-    pt = _to_torch(torch, p, leaves)
+    pt, leaves = torch_leaves(p)
     opt = torch.optim.Adam(leaves, lr=lr)
     data_rng = np.random.default_rng(100 + seed)
     losses, t0 = [], time.process_time()
@@ -161,9 +153,7 @@ def _step_time(D: int, cfg: dict, chunk: int, L: int, repeats: int = 3) -> float
 
     task = cfg["task"]
     V = passkey.vocab_size(task["n_values"], task["n_filler"])
-    leaves = []
-    pt = _to_torch(torch, init_model(np.random.default_rng(0), "Titans", V, D,
-                                     n_heads=cfg["n_heads"]), leaves)
+    pt, _ = torch_leaves(init_model(np.random.default_rng(0), "Titans", V, D, n_heads=cfg["n_heads"]))
     x, _ = passkey.passkey(np.random.default_rng(0), cfg["batch"], L, **task)
     best = float("inf")
     for _ in range(repeats):
@@ -175,30 +165,26 @@ def _step_time(D: int, cfg: dict, chunk: int, L: int, repeats: int = 3) -> float
 
 def run(size: str = "small") -> dict:
     """Every model x seed of ``CONFIGS[size]`` at matched parameter counts, then Titans' chunk sizes."""
-    import torch  # noqa: PLC0415
-
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
-    torch.set_num_threads(1)
-    task = cfg["task"]
-    V = passkey.vocab_size(task["n_values"], task["n_filler"])
-    target = count_params(init_model(np.random.default_rng(0), "LSTM", V, cfg["H_lstm"]))
-    models = {}
-    for model in cfg["models"]:
-        D = cfg["H_lstm"] if model == "LSTM" else matched_width(model, V, target, cfg["n_heads"], cfg["N"])
-        tries = {lr: train_one(model, D, cfg["seeds"][0], lr=lr, cfg=cfg) for lr in cfg["lrs"]}
-        lr = min(tries, key=lambda a: tries[a]["final_loss"])
-        runs = [tries[lr]] + [train_one(model, D, s, lr=lr, cfg=cfg) for s in cfg["seeds"][1:]]
-        models[model] = {"D": D, "lr": lr, "n_params": runs[0]["n_params"], "runs": runs,
-                         "lr_sweep": {str(a): tries[a]["final_loss"] for a in cfg["lrs"]}}
-    chunks = {}
-    if cfg["chunk_sizes"]:
-        D, lr = models["Titans"]["D"], models["Titans"]["lr"]
-        for C in cfg["chunk_sizes"]:
-            runs = [train_one("Titans", D, s, lr=lr, cfg=cfg, chunk=C) for s in cfg["seeds"][:2]]
-            chunks[str(C)] = {"runs": runs, "step_cpu_s": {
-                str(L): _step_time(D, cfg, C, L) for L in (cfg["L_train"], 4 * cfg["L_train"])}}
-    return {"config": dict(cfg, size=size, target_params=target, vocab=V,
-                           chance=passkey.chance_accuracy(task["n_values"])),
-            "figures": {"models": models, "chunks": chunks}}
+    cfg = config_for(size, CONFIGS)
+    with torch_settings(threads=1):  # deterministic, and fair on a shared 2-core machine
+        task = cfg["task"]
+        V = passkey.vocab_size(task["n_values"], task["n_filler"])
+        target = count_params(init_model(np.random.default_rng(0), "LSTM", V, cfg["H_lstm"]))
+        models = {}
+        for model in cfg["models"]:
+            D = cfg["H_lstm"] if model == "LSTM" else matched_width(model, V, target, cfg["n_heads"], cfg["N"])
+            tries = {lr: train_one(model, D, cfg["seeds"][0], lr=lr, cfg=cfg) for lr in cfg["lrs"]}
+            lr = min(tries, key=lambda a: tries[a]["final_loss"])
+            runs = [tries[lr]] + [train_one(model, D, s, lr=lr, cfg=cfg) for s in cfg["seeds"][1:]]
+            models[model] = {"D": D, "lr": lr, "n_params": runs[0]["n_params"], "runs": runs,
+                             "lr_sweep": {str(a): tries[a]["final_loss"] for a in cfg["lrs"]}}
+        chunks = {}
+        if cfg["chunk_sizes"]:
+            D, lr = models["Titans"]["D"], models["Titans"]["lr"]
+            for C in cfg["chunk_sizes"]:
+                runs = [train_one("Titans", D, s, lr=lr, cfg=cfg, chunk=C) for s in cfg["seeds"][:2]]
+                chunks[str(C)] = {"runs": runs, "step_cpu_s": {
+                    str(L): _step_time(D, cfg, C, L) for L in (cfg["L_train"], 4 * cfg["L_train"])}}
+        return {"config": dict(cfg, size=size, target_params=target, vocab=V,
+                               chance=passkey.chance_accuracy(task["n_values"])),
+                "figures": {"models": models, "chunks": chunks}}

@@ -32,6 +32,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from ..tasks import load_corpus
+from ._common import config_for
 
 __all__ = ["CONFIGS", "LAYOUTS", "make_task", "n_params", "matched_width", "context_baselines",
            "train", "run"]
@@ -150,9 +151,7 @@ def train(layout: str, V: int, H: int, data: dict, cfg: dict, lr: float, seed: i
 
 def run(size: str = "small") -> dict:
     """All four layouts: lr picked on validation at seed 0, then every seed scored on test."""
-    if size not in CONFIGS:
-        raise ValueError(f"size: expected one of {sorted(CONFIGS)}, got {size!r}")
-    cfg = CONFIGS[size]
+    cfg = config_for(size, CONFIGS)
     chars, labels, V = make_task()
     n_train = int(0.9 * len(chars))
     mid = (n_train + len(chars)) // 2
