@@ -132,8 +132,10 @@ def forward(params: dict, x, state=None, *, lower_bound=0.0):
     if state is None:
         state = zeros(xp, (dims["B"], dims["H"]), like=b)
     h, hs = state, []
-    for t in range(dims["L"]):
-        h = lam[:, t, :] * h + b[:, t, :]                      # (B, H)  (11.23)
+    # Steps by unstack, not lam[:, t, :]: under torch autograd each slice's backward writes a
+    # whole (B, L, H) gradient, O(L^2) over the loop; unstack's backward is one stack.
+    for lam_t, b_t in zip(xp.unstack(lam, axis=1), xp.unstack(b, axis=1)):
+        h = lam_t * h + b_t                                    # (B, H)  (11.23)
         hs.append(h)
     return _output(params, x, xp.stack(hs, axis=1)), h
 

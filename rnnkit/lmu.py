@@ -184,15 +184,17 @@ def forward(params: dict, x, state: LMUState | None = None):
     check_shape("x", x, "B L D", dims, src)
     check_floating("x", x)
     xp = xp_of(x, params["W_h"])
-    L = dims["L"]
     state = zero_state(params, x) if state is None else LMUState(*state)
     check_shape("state.h", state.h, "B H", dims, src)
     check_shape("state.m", state.m, "B N", dims, src)
     xe = x @ params["e_x"]                                   # (B, L)
     xw = x @ params["W_x"]                                   # (B, L, H)
     hs = []
-    for t in range(L):
-        h, state = _lmu_cell(params, xe[:, t], xw[:, t, :], state)
+    # Steps by unstack, not xw[:, t, :]: the LMU is trained by torch autograd through this loop,
+    # and the backward of each slice writes a whole (B, L, H) gradient, O(L^2) over the loop;
+    # unstack's backward is one stack. NumPy and CuPy give views.
+    for xe_t, xw_t in zip(xp.unstack(xe, axis=1), xp.unstack(xw, axis=1)):
+        h, state = _lmu_cell(params, xe_t, xw_t, state)
         hs.append(h)
     return xp.stack(hs, axis=1), state
 

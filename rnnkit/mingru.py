@@ -167,8 +167,11 @@ def forward(params: dict, x, state=None, return_cache: bool = False):
     b = z * h_tilde                                           # (B, L, H)
     h = _zeros_state(xp, dims, b) if h0 is None else h0
     hs = []
-    for t in range(dims["L"]):
-        h = one_minus_z[:, t, :] * h + b[:, t, :]             # (B, H)  (11.3)
+    # Steps by unstack, not one_minus_z[:, t, :]: under torch autograd the backward of each slice
+    # writes a whole (B, L, H) gradient, O(L^2) work over the loop (35 s instead of 0.15 s at
+    # B = 64, L = 1024, H = 128); unstack's backward is one stack. NumPy and CuPy give views.
+    for a_t, b_t in zip(xp.unstack(one_minus_z, axis=1), xp.unstack(b, axis=1)):
+        h = a_t * h + b_t                                     # (B, H)  (11.3)
         hs.append(h)
     h_all = xp.stack(hs, axis=1)
     if return_cache:
@@ -277,8 +280,8 @@ def minlstm_forward(params: dict, x, state=None):
     f_norm, b = xp.exp(log_f), xp.exp(log_i + log_h_tilde)
     h = _zeros_state(xp, dims, b) if h0 is None else h0
     hs = []
-    for t in range(dims["L"]):
-        h = f_norm[:, t, :] * h + b[:, t, :]                 # (B, H)  (11.9)
+    for f_t, b_t in zip(xp.unstack(f_norm, axis=1), xp.unstack(b, axis=1)):   # see forward
+        h = f_t * h + b_t                                    # (B, H)  (11.9)
         hs.append(h)
     return xp.stack(hs, axis=1), h
 

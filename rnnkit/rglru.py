@@ -106,8 +106,10 @@ def forward(params: dict, x, state=None, *, c: float = C_DEFAULT):
     if state is None:
         state = zeros(xp, (dims["B"], dims["D"]), like=b)
     h, hs = state, []
-    for t in range(dims["L"]):
-        h = a[:, t, :] * h + b[:, t, :]                      # (B, D)  (11.18)
+    # Steps by unstack, not a[:, t, :]: under torch autograd each slice's backward writes a
+    # whole (B, L, D) gradient, O(L^2) over the loop; unstack's backward is one stack.
+    for a_t, b_t in zip(xp.unstack(a, axis=1), xp.unstack(b, axis=1)):
+        h = a_t * h + b_t                                    # (B, D)  (11.18)
         hs.append(h)
     return xp.stack(hs, axis=1), h
 
