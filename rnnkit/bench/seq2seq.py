@@ -74,6 +74,11 @@ def run(quick: bool = False, *, backends: dict | None = None, ks=None, B: int | 
             y, lp, _ = _fns(p, ids, mask, 1)[0]()
             if not np.array_equal(to_numpy(y), ref_y) or not np.allclose(to_numpy(lp), ref_lp, rtol=1e-4):
                 raise AssertionError(f"{impl}: greedy decoding differs from NumPy's")
+        # Warm every form up before timing any: the recording of 2026-12 timed K = 1 first and
+        # found it slower than K = 2 (its one warm-up call did not settle the allocator and caches).
+        for K in ks:
+            for fn in _fns(p, ids, mask, K):
+                fn()
         for K in ks:
             greedy, beam = _fns(p, ids, mask, K)
             forms = [("beam search", beam)] + ([("greedy (batched)", greedy)] if K == 1 else [])
