@@ -16,8 +16,9 @@ Equations, numbered as in chapter 14 (channels d = 1..D, state n = 1..N; A is di
 ``selective_scan`` forms (all agree to float64 rounding):
 
     "sequential"  the reference loop over t, mamba-minimal's dozen lines.
-    "scan"        rnnkit.scan.linear_scan (Blelloch's parallel scan, chapter 9) on a = A_bar,
-                  b = B_bar u: L states of shape (B, D, N) at once.
+    "scan"        rnnkit.scan.linear_scan(method="blelloch") on a = A_bar, b = B_bar u: chapter 9's
+                  tree sweep, the inclusive (Brent-Kung) form of Blelloch's up- and down-sweep;
+                  L states of shape (B, D, N) at once.
     "chunked"     chunks of T steps: inside a chunk every h_t is a masked sum
                   h_t = sum_{s<=t} exp(S_t - S_s) b_s with S_t the cumulative sum of delta A
                   (one (T, T) decay matrix per channel and state), between chunks the chunk-end
@@ -332,7 +333,7 @@ def forward(params: dict, x, state: MambaState | None = None):
 
 
 def forward_scan(params: dict, x, state: MambaState | None = None):
-    """``forward`` with the parallel (Blelloch) scan of chapter 9."""
+    """``forward`` with chapter 9's parallel tree sweep (``linear_scan(method="blelloch")``, inclusive)."""
     return _forward(params, x, state, "scan", None)
 
 

@@ -3,7 +3,8 @@
 Forms timed (all map (u, delta, A, B, C, D, z) to y (B, L, D)):
 
     sequential   the loop over t (mamba-minimal's reference): L steps of O(B D N)
-    scan         rnnkit.scan's Blelloch scan on (A_bar, B_bar u): O(L) work, O(log L) rounds
+    scan         rnnkit.scan's tree sweep (method="blelloch": the inclusive, Brent-Kung form of
+                 Blelloch's up- and down-sweep, chapter 9) on (A_bar, B_bar u): O(L) work, O(log L) rounds
     chunked      chunks of T = 16: (T, T) decay matrices per channel and state inside chunks,
                  O(B L T D N) work and memory, plus L / T state passes (timed up to L = 1024,
                  where the decay tensor already holds B L T D N = 34M numbers)
