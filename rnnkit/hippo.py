@@ -24,7 +24,8 @@ for three measures (n, k = 0..N-1, P_n Legendre, L_n Laguerre polynomials):
 LagT and LegS are exact for every f. LegT is exact while f is a polynomial of degree < N on the
 window (its derivation replaces the forgotten value f(t - theta) by the approximation of it).
 LegS has no timescale: substituting s = log t turns (12.3) into the time-invariant
-dc/ds = -A c + B f, so compressing f(t) and f(2t) gives the same coefficients at t and 2t.
+dc/ds = -A c + B f, so compressing f(t) and its slower copy f(t/2) gives the same coefficients
+at t and 2t respectively.
 
 Discrete, online (``compress``): sample k (k = 0..L-1) stands for the signal on the step
 (t_k - dt, t_k], t_k = (k+1) dt, and c_k approximates c(t_k), from c(0) = 0:

@@ -14,9 +14,8 @@ nonlinear hidden state reads the memory:
 
 The LMU paper writes its memory in its own form (12.19) (``memory_matrices``); it is HiPPO-LegT
 (12.4) with the sign convention flipped and theta taken out: A / theta = -A_LegT(theta),
-B / theta = B_LegT(theta) (asserted in tests/test_lmu.py and in chapter 12)
-
-so that u(t - r) ~ sum_i m_i P_i(2 r / theta - 1) for 0 <= r <= theta (``hippo.reconstruct``).
+B / theta = B_LegT(theta) (asserted in tests/test_lmu.py and in chapter 12), so that
+u(t - r) ~ sum_i m_i P_i(2 r / theta - 1) for 0 <= r <= theta (``hippo.reconstruct``).
 
 LSSL. H independent single-input single-output SSMs, one per channel, each with its own step
 dt_h = exp(log_dt_h), sharing a fixed HiPPO (A, B) (SSM sign, A = -A_HiPPO):
