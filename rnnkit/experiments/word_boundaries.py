@@ -7,10 +7,10 @@ a network that reads left to right must guess from the past alone, while a bidir
 both sides; and the decision needs the two sides *together* (the word that straddles t), which a
 linear readout of one bidirectional layer can only add up, f(past) + g(future) (chapter 4's
 XOR argument), and a second bidirectional layer can combine. ``context_baselines`` measures the
-information on each side directly: the accuracy of the majority label of every context of k
-characters before t (the best a causal reader of k characters can do) and of k before plus k after,
-counted on the training text: k_context characters before t, against k_context / 2 before and
-k_context / 2 after (the same number of characters, placed differently).
+information on each side directly: the accuracy of the majority label of every context of the k
+characters up to t (the best a causal reader of k characters can do) and of the k/2 up to t plus
+the k/2 after it (the same number of characters, placed differently), counted on the training text
+(k = k_context).
 
 Models: GRU networks (``torch.nn.GRU``, which chapter 4 shows ``rnnkit.stack`` reproduces exactly,
 used here for speed) with one-hot input and a linear readout to 2 logits, in four layouts (one
