@@ -267,7 +267,8 @@ def beam_search(params: dict, x_ids, x_mask=None, *, bos: int, eos: int, max_len
     At each step every live hypothesis is extended by every token; the K best extensions by
     log-probability are kept; those ending in EOS, or reaching max_len tokens, are finished.
     The search ends when no hypothesis is live. K = 1 is greedy decoding; K >= V^(max_len-1)
-    prunes nothing and is exact search.
+    never prunes a live hypothesis (at the last step it may drop the least probable finished
+    ones, which cannot win) and is exact search.
 
     Args:
         x_ids (B, L), x_mask (B, L) or None: the sources.  K: beam width.
