@@ -12,7 +12,8 @@ Equations, numbered as in chapter 9 (all products elementwise; t = 1..L along ax
            (A_c, hloc_c) = (a_{cT-T+1} ... a_{cT},  h_{cT} run from a zero state)   one (9.2) per chunk
            H_c = A_c H_{c-1} + hloc_c,  H_0 = h_0       (9.1) over the chunks: state at each chunk end
            h inside chunk c = (9.1) started from H_{c-1}
-    (9.6)  backward, for a real loss with g_t = dLoss/dh_t in total and dh_t = its direct part:
+    (9.6)  backward, for a real loss with g_t = dLoss/dh_t in total and dh_t = its direct part
+           (chapter 9's letters; chapters 1 and 8 write g_t for the direct part, dh_t for the total):
            g_t = dh_t + conj(a_{t+1}) g_{t+1}   (g_L = dh_L: a reverse scan)
            db_t = g_t,   da_t = g_t conj(h_{t-1}),   dh_0 = conj(a_1) g_1
 
