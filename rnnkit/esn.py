@@ -4,9 +4,9 @@ Equations, numbered as in chapter 7 (row-vector convention: u_t is (B, D), x_t i
 
     (7.1)  x_t = (1 - a) x_{t-1} + a f(u_t W_in + x_{t-1} W + b)        leaky-integrator reservoir
     (7.2)  z_t = [1 | u_t | x_t],   y_t = z_t W_out                        linear readout
-    (7.3)  W_out = argmin ||Z W_out - Y||^2 + kappa ||W_out without its bias row||^2   (kappa: ``ridge``)
-                 = (Z_c^T Z_c + kappa I)^{-1} Z_c^T Y_c, bias = mean(Y) - mean(Z) W_out
-    (7.8)  x_t^{(1)} reads u_t, x_t^{(l)} reads x_t^{(l-1)}; z_t = [1 | x_t^{(1)} | ... | x_t^{(K)}]
+    (7.3)  W_out = argmin ||Z W_out - Y||^2 + kappa ||W||^2,  W = W_out without its bias row   (kappa: ``ridge``)
+           W = (Z_c^T Z_c + kappa I)^{-1} Z_c^T Y_c,  bias = mean(Y) - mean(Z) W   (Z without its 1)
+    (7.8)  x_t^{(1)} reads u_t, x_t^{(l)} reads x_t^{(l-1)}; z_t = [1 | x_t^{(1)} | ... | x_t^{(n_layers)}]
     (7.9)  x_t = alpha x_{t-1} O + beta_r f(u_t W_in + x_{t-1} W + b)     residual reservoir
 
 (7.1) is the case O = I, alpha = 1 - a, beta_r = a of (7.9), so one ``step`` serves both; the
@@ -211,7 +211,7 @@ def forward(params: dict, u, state=None, *, activation: str = "tanh"):
 
 
 def forward_deep(layers: list, u, x0s=None, *, activation: str = "tanh"):
-    """(7.8): run the stack; returns states (B, L, K*N) concatenated over layers, last states list."""
+    """(7.8): run the stack; returns states (B, L, n_layers*N) concatenated over layers, last states list."""
     if not layers:
         raise ValueError("layers: expected at least one reservoir, got an empty list")
     x0s = [None] * len(layers) if x0s is None else x0s

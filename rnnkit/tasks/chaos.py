@@ -3,6 +3,7 @@
 Equations (chapter 7):
 
     (7.5)  dx/dt = beta x(t - tau) / (1 + x(t - tau)^p) - gamma x(t)        Mackey-Glass, tau = 17
+           (the chapter's beta_MG and n are ``beta`` and ``p`` here: ``n`` counts the samples)
     (7.6)  dx/dt = sigma (y - x),  dy/dt = x (rho - z) - y,  dz/dt = x y - b z     Lorenz 1963
 
 Both are integrated with the classical fourth-order Runge-Kutta method. For the delay equation
