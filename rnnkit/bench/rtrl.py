@@ -12,7 +12,9 @@ separate untimed call, ``peak_bytes``: the largest amount of memory NumPy alloca
 (RTRL's sensitivities, BPTT's stored activations and the gradient buffers). Two sweeps at
 B=1, D=8, float64 (the precision of chapter 8's equality check):
 
-    over H (L = 64):      RTRL's time grows like H^4 and its memory like H^3, BPTT's like H^2
+    over H (L = 64):      RTRL's work grows like H^4 and its memory like H^3; BPTT's work like
+                          H^2, which at these small H (B = 1) hides under the per-step overhead:
+                          its recorded time stays nearly flat
     over L (H = 16):      BPTT's memory grows like L, RTRL's stays flat
 
 Implementations: "numpy" always, "cupy" (the same source) where a GPU is usable; memory is
