@@ -106,9 +106,12 @@ def _execute_one(path: str):
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
+    from sliced_poll import SlicedPollKernelManager   # book/tools: see its docstring
+
     nb = nbformat.read(path, as_version=4)
     result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=CELL_TIMEOUT,
-                                 allow_errors=False, meta_override=True)
+                                 allow_errors=False, meta_override=True,
+                                 kernel_manager_class=SlicedPollKernelManager)
     return path, result.nb, result.time, result.exc_string if result.err is not None else None
 
 
